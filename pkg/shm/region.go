@@ -1,0 +1,210 @@
+package shm
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// Magic is the first word of every region ("ATOMFLOW" little-endian).
+	Magic uint64 = 0x574f4c464d4f5441
+	// Version is the layout version; bump it whenever the layout changes.
+	Version uint32 = 1
+	// LineSize is the alignment of every part of the region.
+	LineSize = 128
+	// SlotSize is the size of one worker slot: identity, counters, heartbeat.
+	SlotSize = 3 * LineSize
+	// MaxSlots bounds the slot count a region can be made with.
+	MaxSlots = 4096
+)
+
+// header field offsets within line 0.
+const (
+	offMagic    = 0
+	offVersion  = 8 // uint32 version, uint32 slots
+	offSize     = 16
+	offMaster   = 24
+	offCreated  = 32
+	offCounters = 40
+)
+
+// Header is the region's first line, as read by Open.
+type Header struct {
+	Magic     uint64
+	Version   uint32
+	Slots     int
+	Size      int64
+	MasterPID int
+	Created   time.Time
+	Counters  int
+}
+
+// Region is one mapping of the shared file. Methods are safe for concurrent
+// use within a process and, through sync/atomic, across processes.
+type Region struct {
+	mem      []byte
+	path     string
+	slots    int
+	owner    bool
+	readOnly bool
+	writers  []sync.Mutex // per-slot identity writers (master side)
+}
+
+// Size returns the size in bytes of a region with n slots.
+func Size(n int) int {
+	return LineSize*(1+int(numCounters)) + n*SlotSize
+}
+
+// Create makes a new region file at path with n slots, owned by the calling
+// process (the master). It fails if the file exists: a stale region is
+// removed by the caller and replaced, never reused.
+func Create(path string, n int) (*Region, error) {
+	if n < 1 || n > MaxSlots {
+		return nil, fmt.Errorf("shm: create %s: slot count %d outside 1..%d", path, n, MaxSlots)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("shm: create: %w", err)
+	}
+	defer f.Close()
+	size := Size(n)
+	if err := f.Truncate(int64(size)); err != nil {
+		_ = os.Remove(path)
+		return nil, fmt.Errorf("shm: create %s: size: %w", path, err)
+	}
+	mem, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		_ = os.Remove(path)
+		return nil, fmt.Errorf("shm: create %s: mmap: %w", path, err)
+	}
+	r := &Region{mem: mem, path: path, slots: n, owner: true, writers: make([]sync.Mutex, n)}
+	r.u32(offVersion).Store(Version)
+	r.u32(offVersion + 4).Store(uint32(n))
+	r.i64(offSize).Store(int64(size))
+	r.i64(offMaster).Store(int64(os.Getpid()))
+	r.i64(offCreated).Store(time.Now().UnixNano())
+	r.i64(offCounters).Store(int64(numCounters))
+	// The magic goes last: a reader that sees it sees a complete header.
+	r.u64(offMagic).Store(Magic)
+	return r, nil
+}
+
+// OpenOptions says what Open checks beyond the header's own consistency.
+type OpenOptions struct {
+	// Slot, when >= 0, must be inside the region.
+	Slot int
+	// MasterPID, when non-zero, must be the pid recorded in the header.
+	MasterPID int
+	// ReadOnly maps the region without write access (flowctl top).
+	ReadOnly bool
+}
+
+// Open maps an existing region and verifies its header.
+func Open(path string, opt OpenOptions) (*Region, error) {
+	flag, prot := os.O_RDWR, unix.PROT_READ|unix.PROT_WRITE
+	if opt.ReadOnly {
+		flag, prot = os.O_RDONLY, unix.PROT_READ
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return nil, fmt.Errorf("shm: open: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("shm: open %s: %w", path, err)
+	}
+	if st.Size() < LineSize {
+		return nil, fmt.Errorf("shm: open %s: file is %d bytes: %w", path, st.Size(), ErrSize)
+	}
+	mem, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), prot, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("shm: open %s: mmap: %w", path, err)
+	}
+	r := &Region{mem: mem, path: path, readOnly: opt.ReadOnly}
+	if err := r.verify(st.Size(), opt); err != nil {
+		_ = unix.Munmap(mem)
+		return nil, fmt.Errorf("shm: open %s: %w", path, err)
+	}
+	r.writers = make([]sync.Mutex, r.slots)
+	return r, nil
+}
+
+func (r *Region) verify(fileSize int64, opt OpenOptions) error {
+	if m := r.u64(offMagic).Load(); m != Magic {
+		return fmt.Errorf("magic %#x: %w", m, ErrBadMagic)
+	}
+	if v := r.u32(offVersion).Load(); v != Version {
+		return fmt.Errorf("region version %d, this build %d: %w", v, Version, ErrVersion)
+	}
+	n := int(r.u32(offVersion + 4).Load())
+	if n < 1 || n > MaxSlots {
+		return fmt.Errorf("slot count %d: %w", n, ErrSize)
+	}
+	if c := r.i64(offCounters).Load(); c != int64(numCounters) {
+		return fmt.Errorf("region has %d counters, this build %d: %w", c, numCounters, ErrVersion)
+	}
+	size := r.i64(offSize).Load()
+	if size != int64(Size(n)) || size != fileSize {
+		return fmt.Errorf("header size %d, %d slots need %d, file is %d: %w", size, n, Size(n), fileSize, ErrSize)
+	}
+	if opt.Slot >= n {
+		return fmt.Errorf("slot %d of %d: %w", opt.Slot, n, ErrSlot)
+	}
+	if opt.MasterPID != 0 {
+		if pid := int(r.i64(offMaster).Load()); pid != opt.MasterPID {
+			return fmt.Errorf("region master pid %d, expected %d: %w", pid, opt.MasterPID, ErrMaster)
+		}
+	}
+	r.slots = n
+	return nil
+}
+
+// Path returns the file the region maps.
+func (r *Region) Path() string { return r.path }
+
+// Slots returns the number of worker slots.
+func (r *Region) Slots() int { return r.slots }
+
+// Header returns the region's header.
+func (r *Region) Header() Header {
+	return Header{
+		Magic:     r.u64(offMagic).Load(),
+		Version:   r.u32(offVersion).Load(),
+		Slots:     int(r.u32(offVersion + 4).Load()),
+		Size:      r.i64(offSize).Load(),
+		MasterPID: int(r.i64(offMaster).Load()),
+		Created:   time.Unix(0, r.i64(offCreated).Load()),
+		Counters:  int(r.i64(offCounters).Load()),
+	}
+}
+
+// Close unmaps the region. The owner also removes the file.
+func (r *Region) Close() error {
+	if r.mem == nil {
+		return nil
+	}
+	err := unix.Munmap(r.mem)
+	r.mem = nil
+	if r.owner {
+		if rerr := os.Remove(r.path); rerr != nil && !os.IsNotExist(rerr) && err == nil {
+			err = rerr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("shm: close %s: %w", r.path, err)
+	}
+	return nil
+}
+
+func (r *Region) ptr(off int) unsafe.Pointer { return unsafe.Pointer(&r.mem[off]) }
+
+func (r *Region) u64(off int) *atomic.Uint64 { return (*atomic.Uint64)(r.ptr(off)) }
+func (r *Region) i64(off int) *atomic.Int64  { return (*atomic.Int64)(r.ptr(off)) }
+func (r *Region) u32(off int) *atomic.Uint32 { return (*atomic.Uint32)(r.ptr(off)) }
