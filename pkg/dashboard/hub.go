@@ -1,0 +1,249 @@
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/atomicflow/atomicflow/pkg/shm"
+)
+
+// Hub defaults.
+const (
+	DefaultInterval     = 100 * time.Millisecond // 10 Hz
+	DefaultWriteTimeout = 5 * time.Second
+)
+
+// HubConfig configures a Hub. Zero fields take the defaults.
+type HubConfig struct {
+	// Sampler builds the frames. Required.
+	Sampler *Sampler
+	// Region, when set, has its shm.WSClients counter kept equal to the
+	// number of open clients.
+	Region *shm.Region
+	// Interval is the time between frames (DefaultInterval).
+	Interval time.Duration
+	// WriteTimeout bounds each write to a client; a client whose write takes
+	// longer is closed and removed (DefaultWriteTimeout).
+	WriteTimeout time.Duration
+	// OriginPatterns lists the extra origins allowed to connect, as in
+	// websocket.AcceptOptions. Empty allows only the request's own host.
+	OriginPatterns []string
+	// Logger receives one line per client drop and errors (discarded when nil).
+	Logger *slog.Logger
+}
+
+// Hub streams frames to WebSocket clients. It is an http.Handler for the /ws
+// endpoint; Run drives the ticks and owns every client's writer. Each client
+// is served by the goroutine of its ServeHTTP call, which returns when the
+// client goes away, is dropped, or Run ends; Run waits for all of them before
+// it returns.
+type Hub struct {
+	cfg     HubConfig
+	clients *atomic.Int64 // the region's WSClients counter, or a private one
+	ran     atomic.Bool
+
+	mu      sync.Mutex
+	conns   map[*client]struct{}
+	latest  []byte        // the last encoded frame, sent on connect
+	stopped bool          // Run has ended (or is ending): no new clients
+	done    chan struct{} // closed when Run's context ends
+	wg      sync.WaitGroup
+}
+
+var _ http.Handler = (*Hub)(nil)
+
+// client is one WebSocket connection and its latest-wins mailbox.
+type client struct {
+	conn    *websocket.Conn
+	addr    string
+	mailbox chan []byte // capacity 1: the newest unsent frame
+	skipped atomic.Int64
+}
+
+// offer puts b in the mailbox, replacing a frame not yet taken. The hub's
+// lock serializes offers, so there is one sender and this never blocks.
+func (c *client) offer(b []byte) {
+	for {
+		select {
+		case c.mailbox <- b:
+			return
+		default:
+		}
+		select {
+		case <-c.mailbox:
+			c.skipped.Add(1)
+		default:
+		}
+	}
+}
+
+// NewHub returns a hub configured by cfg. It panics if cfg.Sampler is nil.
+func NewHub(cfg HubConfig) *Hub {
+	if cfg.Sampler == nil {
+		panic("dashboard: NewHub needs a Sampler")
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Hub{
+		cfg:   cfg,
+		conns: make(map[*client]struct{}),
+		done:  make(chan struct{}),
+	}
+	if cfg.Region != nil {
+		h.clients = cfg.Region.Counter(shm.WSClients)
+	} else {
+		h.clients = new(atomic.Int64)
+	}
+	return h
+}
+
+// Run samples and broadcasts a frame every Interval, the first one at once,
+// until ctx ends. Then it closes every client with status 1001 (going away),
+// waits for their writers and returns nil. A Hub runs once; a second call
+// returns ErrHubRan.
+func (h *Hub) Run(ctx context.Context) error {
+	if !h.ran.CompareAndSwap(false, true) {
+		return ErrHubRan
+	}
+	defer h.shutdown()
+	t := time.NewTicker(h.cfg.Interval)
+	defer t.Stop()
+	h.tick(time.Now())
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			h.tick(now)
+		}
+	}
+}
+
+// tick samples, encodes once and offers the same bytes to every client.
+func (h *Hub) tick(now time.Time) {
+	b, err := json.Marshal(h.cfg.Sampler.Sample(now))
+	if err != nil { // cannot happen with the Frame type; never kill the stream over it
+		h.cfg.Logger.Error("dashboard: encode frame", "err", err)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.latest = b
+	for c := range h.conns {
+		c.offer(b)
+	}
+}
+
+// shutdown stops accepting clients, tells every writer to close and waits.
+func (h *Hub) shutdown() {
+	h.mu.Lock()
+	h.stopped = true
+	close(h.done)
+	h.mu.Unlock()
+	h.wg.Wait()
+}
+
+// Clients returns the number of open clients.
+func (h *Hub) Clients() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.conns)
+}
+
+// ServeHTTP upgrades the request to a WebSocket and streams frames to it
+// until the client goes away, a write fails or times out, or Run ends. A
+// request from a foreign origin gets 403; a request after Run ended gets 503.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	stopped := h.stopped
+	h.mu.Unlock()
+	if stopped {
+		http.Error(w, "dashboard: shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.cfg.OriginPatterns})
+	if err != nil { // Accept has written the response (403, 426, …)
+		h.cfg.Logger.Debug("dashboard: websocket rejected", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	c := &client{conn: conn, addr: r.RemoteAddr, mailbox: make(chan []byte, 1)}
+	if !h.add(c) {
+		_ = conn.Close(websocket.StatusGoingAway, "server shutting down")
+		return
+	}
+	defer h.remove(c)
+	h.serve(c)
+}
+
+// add registers c and queues the latest frame for it, unless the hub stopped.
+func (h *Hub) add(c *client) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return false
+	}
+	h.conns[c] = struct{}{}
+	h.wg.Add(1)
+	h.clients.Add(1)
+	if h.latest != nil {
+		c.offer(h.latest)
+	}
+	return true
+}
+
+// remove unregisters c; only c's own ServeHTTP calls it, once.
+func (h *Hub) remove(c *client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.conns[c]; !ok {
+		return
+	}
+	delete(h.conns, c)
+	h.clients.Add(-1)
+	h.wg.Done()
+}
+
+// serve is c's writer: it sends the newest frame whenever there is one, each
+// write bounded by WriteTimeout, and closes the connection before returning.
+func (h *Hub) serve(c *client) {
+	// The browser sends nothing; CloseRead answers pings and the close
+	// handshake and cancels readCtx when the peer goes away.
+	readCtx := c.conn.CloseRead(context.Background())
+	for {
+		select {
+		case <-h.done:
+			_ = c.conn.Close(websocket.StatusGoingAway, "server shutting down")
+			return
+		case <-readCtx.Done():
+			_ = c.conn.CloseNow()
+			h.cfg.Logger.Debug("dashboard: client left", "remote", c.addr, "skipped", c.skipped.Load())
+			return
+		case b := <-c.mailbox:
+			if err := h.write(c, b); err != nil {
+				_ = c.conn.CloseNow()
+				h.cfg.Logger.Info("dashboard: client dropped", "remote", c.addr, "skipped", c.skipped.Load(), "err", err)
+				return
+			}
+		}
+	}
+}
+
+func (h *Hub) write(c *client, b []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.WriteTimeout)
+	defer cancel()
+	return c.conn.Write(ctx, websocket.MessageText, b)
+}

@@ -1,0 +1,15 @@
+package supervisor
+
+import "errors"
+
+var (
+	// ErrBadWorkerBinary: the worker binary is missing, not executable, or
+	// not an Atomic Flow worker (the go-plugin handshake failed).
+	ErrBadWorkerBinary = errors.New("bad worker binary")
+	// ErrNoSlot: the slot number is outside the supervisor's slots.
+	ErrNoSlot = errors.New("no such worker slot")
+	// ErrNotRunning: the slot has no live process to act on.
+	ErrNotRunning = errors.New("worker is not running")
+	// ErrStopped: the supervisor is stopping or stopped.
+	ErrStopped = errors.New("supervisor stopped")
+)
