@@ -104,11 +104,11 @@
 
   // ---------------------------------------------------------------- state
 
-  const HISTORY_MS = 60000;
+  const HISTORY_S = 60;
   const state = {
     latest: null,  // the newest frame
     dirty: false,  // latest not rendered yet
-    history: [],   // {t, v}: completed/s of the last 60 s
+    history: [],   // per-second buckets {sec, sum, n} of completed/s, last 60 s
     lastEventSeq: 0,
   };
 
@@ -116,9 +116,17 @@
     state.latest = f;
     state.dirty = true;
     const h = state.history;
-    h.push({ t: f.time_ms, v: f.rates ? f.rates.completed_per_s : 0 });
-    while (h.length && h[0].t < f.time_ms - HISTORY_MS) h.shift();
-    if (h.length > 2 && h[h.length - 1].t < h[h.length - 2].t) h.splice(0, h.length - 1); // clock reset
+    const sec = Math.floor(f.time_ms / 1000);
+    const v = f.rates ? f.rates.completed_per_s : 0;
+    const last = h[h.length - 1];
+    if (last && last.sec === sec) {
+      last.sum += v;
+      last.n++;
+    } else {
+      if (last && sec < last.sec) h.length = 0; // the master's clock went back
+      h.push({ sec, sum: v, n: 1 });
+    }
+    while (h.length && h[0].sec <= sec - HISTORY_S) h.shift();
   }
 
   // ---------------------------------------------------------------- connection
@@ -211,13 +219,12 @@
     const { w, h } = box;
     const ctx = sparkCtx;
     ctx.clearRect(0, 0, w, h);
-    const pts = state.history;
-    const end = f.time_ms;
-    const start = end - HISTORY_MS;
+    const end = Math.floor(f.time_ms / 1000);
+    const pts = state.history.map((b) => ({ s: b.sec, v: b.sum / b.n }));
     let peak = 1;
     for (const p of pts) peak = Math.max(peak, p.v);
     peak *= 1.15;
-    const x = (t) => ((t - start) / HISTORY_MS) * (w - 2) + 1;
+    const x = (s) => ((s - (end - HISTORY_S + 1)) / (HISTORY_S - 1)) * (w - 4) + 2;
     const y = (v) => h - 2 - (v / peak) * (h - 6);
 
     ctx.strokeStyle = 'rgba(140, 160, 190, 0.12)';
@@ -232,11 +239,11 @@
     if (pts.length < 2) return;
 
     const line = new Path2D();
-    pts.forEach((p, i) => (i ? line.lineTo(x(p.t), y(p.v)) : line.moveTo(x(p.t), y(p.v))));
+    pts.forEach((p, i) => (i ? line.lineTo(x(p.s), y(p.v)) : line.moveTo(x(p.s), y(p.v))));
     const last = pts[pts.length - 1];
     const area = new Path2D(line);
-    area.lineTo(x(last.t), h);
-    area.lineTo(x(pts[0].t), h);
+    area.lineTo(x(last.s), h);
+    area.lineTo(x(pts[0].s), h);
     area.closePath();
     const grad = ctx.createLinearGradient(0, 0, 0, h);
     grad.addColorStop(0, 'rgba(61, 220, 132, 0.35)');
@@ -249,7 +256,7 @@
     ctx.stroke(line);
     ctx.fillStyle = '#b8ffd6';
     ctx.beginPath();
-    ctx.arc(x(last.t), y(last.v), 2.5, 0, Math.PI * 2);
+    ctx.arc(x(last.s), y(last.v), 2.5, 0, Math.PI * 2);
     ctx.fill();
     spark.title = `completed/s, last 60 s (peak ${fmtRate(peak / 1.15)})`;
   }
@@ -427,7 +434,6 @@
   const fieldCtx = field.getContext('2d');
   const fieldCount = $('#field-count');
   const legendEl = $('#field-legend');
-  const sprites = new Map(); // `${slot}/${size}/${dpr}` -> canvas
   let fieldKey = '';
 
   function cellSizeFor(total, w, h) {
@@ -448,24 +454,138 @@
     return out;
   }
 
-  function dustSprite(slot, size, dpr) {
-    const key = `${slot}/${size}/${dpr}`;
-    let c = sprites.get(key);
-    if (c) return c;
-    const px = Math.ceil(size * 2 * dpr);
-    c = document.createElement('canvas');
-    c.width = c.height = px;
-    const g = c.getContext('2d');
-    const r = px / 2;
-    const grad = g.createRadialGradient(r, r, 0, r, r, r);
-    grad.addColorStop(0, 'rgba(255,255,255,1)');
-    grad.addColorStop(0.18, workerColor(slot, 1));
-    grad.addColorStop(0.45, workerColor(slot, 0.35));
-    grad.addColorStop(1, workerColor(slot, 0));
-    g.fillStyle = grad;
-    g.fillRect(0, 0, px, px);
-    sprites.set(key, c);
-    return c;
+  // hslToRgb converts a CSS hsl() colour to [r, g, b] in 0..255.
+  function hslToRgb(hDeg, sPct, lPct) {
+    const s = sPct / 100;
+    const l = lPct / 100;
+    const k = (n) => (n + hDeg / 30) % 12;
+    const a = s * Math.min(l, 1 - l);
+    const f = (n) => l - a * Math.max(-1, Math.min(k(n) - 3, 9 - k(n), 1));
+    return [Math.round(f(0) * 255), Math.round(f(8) * 255), Math.round(f(4) * 255)];
+  }
+
+  // Star dust is written straight into an ImageData: a few milliseconds for
+  // tens of thousands of dots, with or without a GPU.
+  const LEVELS = 64;
+  const dust = {
+    img: null, u32: null, // the frame buffer, device pixels
+    kernels: new Map(),   // cell px -> Float32Array glow kernel
+    luts: new Map(),      // slot -> Uint32Array of LEVELS premixed RGBA words
+    phases: new Float32Array(0),
+    last: 0,              // time of the last dust frame
+  };
+
+  function dustKernel(k) {
+    let kern = dust.kernels.get(k);
+    if (kern) return kern;
+    kern = new Float32Array(k * k);
+    const c = (k - 1) / 2;
+    const r = k / 2;
+    for (let y = 0; y < k; y++) {
+      for (let x = 0; x < k; x++) {
+        const d = Math.hypot(x - c, y - c) / r;
+        kern[y * k + x] = Math.min(1, 1.25 * Math.exp(-d * d * 3.2));
+      }
+    }
+    dust.kernels.set(k, kern);
+    return kern;
+  }
+
+  // dustLUT maps a glow level to a little-endian RGBA word: the worker's
+  // colour, going white-hot at the core.
+  function dustLUT(slot) {
+    let lut = dust.luts.get(slot);
+    if (lut) return lut;
+    const [r, g, b] = hslToRgb(workerHue(slot), 85, 62);
+    lut = new Uint32Array(LEVELS);
+    for (let i = 1; i < LEVELS; i++) {
+      const v = i / (LEVELS - 1);
+      const white = Math.max(0, v - 0.7) / 0.3 * 0.75;
+      const mix = (c) => Math.round(c + (255 - c) * white);
+      lut[i] = ((Math.round(v * 255) << 24) | (mix(b) << 16) | (mix(g) << 8) | mix(r)) >>> 0;
+    }
+    dust.luts.set(slot, lut);
+    return lut;
+  }
+
+  function cellPhases(n) {
+    if (dust.phases.length < n) {
+      const p = new Float32Array(n);
+      for (let i = 0; i < n; i++) {
+        let x = Math.imul(i ^ 0x9e3779b9, 2654435761) >>> 0;
+        x = Math.imul(x ^ (x >>> 15), 2246822519) >>> 0;
+        p[i] = ((x ^ (x >>> 13)) >>> 0) / 4294967296;
+      }
+      dust.phases = p;
+    }
+    return dust.phases;
+  }
+
+  function drawDust(workers, drawn, g, now) {
+    const bw = field.width;
+    const bh = field.height;
+    if (!dust.img || dust.img.width !== bw || dust.img.height !== bh) {
+      dust.img = fieldCtx.createImageData(bw, bh);
+      dust.u32 = new Uint32Array(dust.img.data.buffer);
+    }
+    const u32 = dust.u32;
+    u32.fill(0);
+    const k = Math.max(2, Math.floor(g.size * g.dpr));
+    const kern = dustKernel(k);
+    const phases = cellPhases(g.cap);
+    let i = 0;
+    workers.forEach((wk, wi) => {
+      const lut = dustLUT(wk.slot);
+      for (let n = drawn[wi]; n > 0; n--, i++) {
+        const ph = phases[i];
+        const tw = 0.5 + 0.5 * Math.sin(now / (380 + ph * 1200) + ph * 6.283);
+        const gain = (0.3 + 0.7 * tw * tw) * (LEVELS - 1);
+        const x0 = Math.floor((g.ox + (i % g.cols) * g.size) * g.dpr);
+        const y0 = Math.floor((g.oy + Math.floor(i / g.cols) * g.size) * g.dpr);
+        for (let y = 0; y < k; y++) {
+          const py = y0 + y;
+          if (py >= bh) break;
+          let idx = py * bw + x0;
+          for (let x = 0; x < k; x++, idx++) {
+            const lvl = (kern[y * k + x] * gain) | 0;
+            if (lvl > 0) u32[idx] = lut[lvl];
+          }
+        }
+      }
+    });
+    fieldCtx.putImageData(dust.img, 0, 0);
+  }
+
+  function drawBlocks(workers, drawn, g) {
+    const ctx = fieldCtx;
+    const { size, cols } = g;
+    ctx.clearRect(0, 0, g.w, g.h);
+    const gap = size >= 16 ? 3 : 1;
+    const inner = size - gap;
+    const radius = Math.min(6, inner / 4);
+    let i = 0;
+    workers.forEach((wk, wi) => {
+      const n = drawn[wi];
+      if (!n) return;
+      ctx.beginPath();
+      for (let k = 0; k < n; k++, i++) {
+        const x = g.ox + (i % cols) * size + gap / 2;
+        const y = g.oy + Math.floor(i / cols) * size + gap / 2;
+        if (size >= 12 && ctx.roundRect) ctx.roundRect(x, y, inner, inner, radius);
+        else ctx.rect(x, y, inner, inner);
+      }
+      if (size >= 20) {
+        ctx.shadowColor = workerColor(wk.slot, 0.5);
+        ctx.shadowBlur = 12;
+      }
+      const grad = ctx.createLinearGradient(0, 0, 0, g.h);
+      grad.addColorStop(0, workerColor(wk.slot, 0.95));
+      grad.addColorStop(1, workerColor(wk.slot, 0.72));
+      ctx.fillStyle = grad;
+      ctx.fill();
+      ctx.shadowBlur = 0;
+      ctx.shadowColor = 'transparent';
+    });
   }
 
   function drawField(f, now) {
@@ -481,59 +601,28 @@
     const cap = cols * rows;
     const drawn = share(counts, total, cap);
     const drawnTotal = drawn.reduce((a, b) => a + b, 0);
-    const dust = size <= DUST;
+    const isDust = size <= DUST;
+    const g = {
+      w, h, dpr, size, cols, cap,
+      ox: Math.floor((w - cols * size) / 2),
+      oy: Math.floor((h - rows * size) / 2),
+    };
 
-    // Static fields are redrawn only when something changed; dust twinkles.
+    // Blocks are redrawn only when something changed; dust twinkles at ~30 fps.
     const key = `${w}x${h}@${dpr}:${size}:${drawn.join(',')}:${workers.map((x) => x.slot).join(',')}`;
-    if (!dust && key === fieldKey && !box.resized) return;
+    const changed = key !== fieldKey || box.resized;
+    if (!changed && (!isDust || now - dust.last < 33)) return;
     fieldKey = key;
-
-    const ctx = fieldCtx;
-    ctx.clearRect(0, 0, w, h);
-    const ox = Math.floor((w - cols * size) / 2);
-    const oy = Math.floor((h - rows * size) / 2);
-    let i = 0;
-    workers.forEach((wk, wi) => {
-      const n = drawn[wi];
-      if (!n) return;
-      if (dust) {
-        const spr = dustSprite(wk.slot, size, dpr);
-        for (let k = 0; k < n; k++, i++) {
-          const cx = ox + (i % cols) * size + size / 2;
-          const cy = oy + Math.floor(i / cols) * size + size / 2;
-          const phase = ((i * 2654435761) >>> 0) / 4294967296; // per-cell, stable
-          ctx.globalAlpha = 0.55 + 0.45 * Math.sin(now / (500 + phase * 900) + phase * 6.283);
-          ctx.drawImage(spr, cx - size, cy - size, size * 2, size * 2);
-        }
-        ctx.globalAlpha = 1;
-        return;
-      }
-      const gap = size >= 16 ? 3 : 1;
-      const inner = size - gap;
-      const radius = Math.min(6, inner / 4);
-      ctx.beginPath();
-      for (let k = 0; k < n; k++, i++) {
-        const x = ox + (i % cols) * size + gap / 2;
-        const y = oy + Math.floor(i / cols) * size + gap / 2;
-        if (size >= 12 && ctx.roundRect) ctx.roundRect(x, y, inner, inner, radius);
-        else ctx.rect(x, y, inner, inner);
-      }
-      if (size >= 16) {
-        ctx.shadowColor = workerColor(wk.slot, 0.55);
-        ctx.shadowBlur = 12;
-      }
-      const grad = ctx.createLinearGradient(0, 0, 0, h);
-      grad.addColorStop(0, workerColor(wk.slot, 0.95));
-      grad.addColorStop(1, workerColor(wk.slot, 0.75));
-      ctx.fillStyle = grad;
-      ctx.fill();
-      ctx.shadowBlur = 0;
-      ctx.shadowColor = 'transparent';
-    });
-
+    if (isDust) {
+      dust.last = now;
+      drawDust(workers, drawn, g, now);
+    } else {
+      drawBlocks(workers, drawn, g);
+    }
     field.dataset.cellSize = String(size);
     field.dataset.drawn = String(drawnTotal);
     field.dataset.total = String(total);
+    if (!changed) return;
     field.classList.toggle('idle', total === 0);
     if (total === 0) {
       setText(fieldCount, 'idle — no tasks in flight');
@@ -620,6 +709,8 @@
 
   // ---------------------------------------------------------------- render loop
 
+  const drawStats = [];
+  window.__drawStats = drawStats;
   function frame(now) {
     const f = state.latest;
     if (f && state.dirty) {
@@ -630,7 +721,9 @@
       renderEvents(f);
       renderLegend(f);
     }
+    const t0 = performance.now();
     drawField(f, now);
+    drawStats.push(performance.now() - t0);
     requestAnimationFrame(frame);
   }
 

@@ -177,7 +177,7 @@ func (m *master) start() error {
 	})
 	apiSrv.Register(mux)
 	mux.Handle("GET /ws", m.hub)
-	mux.Handle("GET /", http.FileServerFS(web.FS()))
+	mux.Handle("/", http.FileServerFS(web.FS()))
 	m.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	m.httpDone = make(chan struct{})
 	go func() {

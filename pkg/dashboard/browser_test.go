@@ -132,6 +132,9 @@ func TestPageInBrowser(t *testing.T) {
 	setInFlight(r, 5000, 5000, 5000, 5000) // 20,000 in flight
 	waitJS(t, bctx, "4px star dust for 20,000 tasks", `document.querySelector('#task-field').dataset.cellSize === '4' &&
 		document.querySelector('#task-field').dataset.total === '20000'`)
+	time.Sleep(time.Second)
+	st, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`(() => { const d = window.__drawStats.slice(-200); const n = d.length; const avg = d.reduce((a,b)=>a+b,0)/n; return JSON.stringify({n: window.__drawStats.length, avg, max: Math.max(...d)}); })()`))
+	t.Logf("draw stats: %s", st)
 	drawn, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector('#task-field').dataset.drawn`))
 	t.Logf("20,000 in flight: %s cells drawn", drawn)
 	if err != nil || drawn == "0" {
