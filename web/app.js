@@ -69,7 +69,6 @@
   }
 
   function fmtAge(ms) {
-    if (!ms) return '–';
     return ms < 1000 ? `${ms} ms` : `${nf1.format(ms / 1000)} s`;
   }
 
@@ -141,7 +140,12 @@
     el.classList.remove('connecting');
     setText(el, ok ? 'connected' : 'disconnected, reconnecting…');
     el.title = detail || '';
+    document.body.classList.toggle('offline', !ok);
   }
+
+  let socket = null;
+  let lastMessage = 0;  // performance.now() of the last frame
+  let frameGap = 100;   // ms between the last two frames, as the server stamped them
 
   function connect() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -152,28 +156,45 @@
       retry();
       return;
     }
+    socket = ws;
     ws.onopen = () => {
       backoff = BACKOFF_MIN;
+      lastMessage = performance.now();
       setConn(true);
     };
     ws.onmessage = (ev) => {
+      lastMessage = performance.now();
       try {
-        onFrame(JSON.parse(ev.data));
+        const f = JSON.parse(ev.data);
+        if (state.latest && f.time_ms > state.latest.time_ms) frameGap = f.time_ms - state.latest.time_ms;
+        onFrame(f);
       } catch (e) {
         console.error('atomicflow: bad frame', e);
       }
     };
-    ws.onclose = () => retry();
+    ws.onclose = () => {
+      if (socket === ws) socket = null;
+      retry();
+    };
   }
 
   // retry reconnects after an exponential delay (250 ms doubling to 5 s) with
-  // ±25 % jitter, so reloading browsers do not arrive in lockstep.
+  // ±20 % jitter, so reloading browsers do not arrive in lockstep.
   function retry() {
-    const delay = Math.round(backoff * (0.75 + Math.random() * 0.5));
+    const delay = Math.round(clamp(backoff * (0.8 + Math.random() * 0.4), BACKOFF_MIN, BACKOFF_MAX));
     backoff = Math.min(backoff * 2, BACKOFF_MAX);
     setConn(false, `retrying in ${delay} ms`);
     setTimeout(connect, delay);
   }
+
+  // A connection that stays open but carries no frames (a half-open TCP
+  // connection, a hung server) is closed, so that the reconnect loop runs.
+  setInterval(() => {
+    if (socket && socket.readyState === WebSocket.OPEN &&
+        performance.now() - lastMessage > Math.max(5000, 5 * frameGap)) {
+      socket.close();
+    }
+  }, 1000);
 
   // ---------------------------------------------------------------- header
 
@@ -356,10 +377,11 @@
     setText(card.restarts, nf.format(w.restarts));
     setText(card.rss, fmtMiB(w.rss_bytes));
     setText(card.cpu, `${nf1.format(w.cpu_percent)} %`);
-    setText(card.heartbeat, fmtAge(w.heartbeat_age_ms));
+    const alive = w.state === 'starting' || w.state === 'ready' || w.state === 'draining';
+    setText(card.heartbeat, alive ? fmtAge(w.heartbeat_age_ms) : '–');
     card.heartbeat.classList.toggle('stale', w.heartbeat_age_ms > 3000 && w.state === 'ready');
     let note = '';
-    if (w.state === 'backoff') note = `forks again in ${fmtAge(w.backoff_ms) === '–' ? 'a moment' : fmtAge(w.backoff_ms)}`;
+    if (w.state === 'backoff') note = w.backoff_ms > 0 ? `forks again in ${fmtAge(w.backoff_ms)}` : 'forking again';
     if ((w.restarts > 0 || w.state === 'dead' || w.state === 'backoff') && w.generation > 0) {
       note = (note ? note + ' · ' : '') + `last exit ${exitText(w.last_exit)}`;
     }
@@ -613,12 +635,14 @@
     const changed = key !== fieldKey || box.resized;
     if (!changed && (!isDust || now - dust.last < 33)) return;
     fieldKey = key;
+    const t0 = performance.now();
     if (isDust) {
       dust.last = now;
       drawDust(workers, drawn, g, now);
     } else {
       drawBlocks(workers, drawn, g);
     }
+    field.dataset.drawMs = (performance.now() - t0).toFixed(1);
     field.dataset.cellSize = String(size);
     field.dataset.drawn = String(drawnTotal);
     field.dataset.total = String(total);
@@ -709,8 +733,6 @@
 
   // ---------------------------------------------------------------- render loop
 
-  const drawStats = [];
-  window.__drawStats = drawStats;
   function frame(now) {
     const f = state.latest;
     if (f && state.dirty) {
@@ -721,9 +743,7 @@
       renderEvents(f);
       renderLegend(f);
     }
-    const t0 = performance.now();
     drawField(f, now);
-    drawStats.push(performance.now() - t0);
     requestAnimationFrame(frame);
   }
 

@@ -54,6 +54,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	ops := make(chan os.Signal, 4)
+	signal.Notify(ops, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
+	defer signal.Stop(ops)
+	opsDone := make(chan struct{})
+	defer close(opsDone)
+	go m.operate(ops, opsDone)
 	sig := <-sigs
 	logger.Info("shutting down", "signal", sig.String(), "timeout", cfg.ShutdownTimeout)
 	first := time.Now()
@@ -70,6 +76,35 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		}
 	}()
 	return m.shutdown(ctx)
+}
+
+// operate handles the operator's signals: SIGHUP reloads every worker,
+// SIGTTIN adds one, SIGTTOU removes one (as Gunicorn does).
+func (m *master) operate(sigs <-chan os.Signal, done <-chan struct{}) {
+	for {
+		var sig os.Signal
+		select {
+		case sig = <-sigs:
+		case <-done:
+			return
+		}
+		ctx := context.Background()
+		var err error
+		switch sig {
+		case syscall.SIGHUP:
+			m.log.Info("SIGHUP: rolling reload")
+			err = m.sup.Reload(ctx)
+		case syscall.SIGTTIN:
+			err = m.sup.Scale(ctx, m.sup.Slots()+1)
+		case syscall.SIGTTOU:
+			if n := m.sup.Slots(); n > 1 {
+				err = m.sup.Scale(ctx, n-1)
+			}
+		}
+		if err != nil {
+			m.log.Error("signal "+sig.String(), "error", err)
+		}
+	}
 }
 
 func newLogger(format string, w io.Writer) *slog.Logger {
@@ -126,7 +161,7 @@ func (m *master) start() error {
 		return err
 	}
 	eng, err := engine.New(engine.Config{
-		Store: st, Region: m.region, Slots: cfg.Workers, Policy: policy,
+		Store: st, Region: m.region, Slots: m.region.Slots(), Workers: cfg.Workers, Policy: policy,
 		MaxQueue: cfg.MaxQueue, MaxAttempts: cfg.MaxAttempts, Logger: m.log,
 	})
 	if err != nil {
@@ -146,8 +181,8 @@ func (m *master) start() error {
 	sup, err := supervisor.New(supervisor.Config{
 		Workers: cfg.Workers, WorkerBin: cfg.WorkerBin, RunDir: cfg.RunDir, Region: m.region,
 		Capacity: cfg.Capacity, Hooks: eng, StopTimeout: cfg.ShutdownTimeout, Logger: m.log,
-		HeartbeatTimeout: cfg.HeartbeatTimeout,
-		LogJSON:          cfg.LogFormat == config.LogJSON, OnEvent: events.Add,
+		HeartbeatTimeout: cfg.HeartbeatTimeout, MaxTasks: cfg.MaxTasksPerWorker, MaxRSS: cfg.MaxWorkerRSS,
+		LogJSON: cfg.LogFormat == config.LogJSON, OnEvent: events.Add,
 	})
 	if err != nil {
 		return err
@@ -252,7 +287,9 @@ func (m *master) createRegion() error {
 	}
 	path := filepath.Join(base, fmt.Sprintf("atomicflow-%d-%d", os.Getuid(), os.Getpid()))
 	_ = os.Remove(path) // a stale region of a dead master with our pid: replaced, never reused
-	r, err := shm.Create(path, m.cfg.Workers)
+	// Room to scale up to 4× (at least 64 slots): a slot costs 640 bytes.
+	slots := max(m.cfg.Workers, min(shm.MaxSlots, max(64, 4*m.cfg.Workers)))
+	r, err := shm.Create(path, slots)
 	if err != nil {
 		return fmt.Errorf("shared region: %w", err)
 	}

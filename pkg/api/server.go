@@ -23,6 +23,10 @@ import (
 type Control interface {
 	Kill(slot int) error
 	Restart(slot int) error
+	Reload(ctx context.Context) error
+	Scale(ctx context.Context, n int) error
+	// MaxWorkers is the most workers Scale accepts.
+	MaxWorkers() int
 }
 
 // Config wires the API to the rest of the master.
@@ -93,6 +97,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/v1/workers", s.workers)
 	m.HandleFunc("POST /api/v1/workers/{slot}/kill", s.auth(s.control("kill")))
 	m.HandleFunc("POST /api/v1/workers/{slot}/restart", s.auth(s.control("restart")))
+	m.HandleFunc("POST /api/v1/scale", s.auth(s.scale))
+	m.HandleFunc("POST /api/v1/reload", s.auth(s.reload))
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
@@ -290,6 +296,38 @@ func (s *Server) control(action string) http.HandlerFunc {
 			writeJSON(w, http.StatusAccepted, map[string]any{"slot": slot, "action": action})
 		}
 	}
+}
+
+// scale and reload answer at once and run in the background: draining a
+// worker may take as long as its longest task. Progress shows in the
+// workers list, the log and the dashboard.
+func (s *Server) scale(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Workers int `json:"workers"`
+	}
+	if err := decodeStrict(http.MaxBytesReader(w, r.Body, 4096), &req); err != nil {
+		s.decodeFailed(w, err)
+		return
+	}
+	if max := s.cfg.Control.MaxWorkers(); req.Workers < 1 || req.Workers > max {
+		writeError(w, http.StatusBadRequest, "bad_field", fmt.Sprintf("workers: %d is not in 1..%d", req.Workers, max))
+		return
+	}
+	go func() {
+		if err := s.cfg.Control.Scale(context.WithoutCancel(r.Context()), req.Workers); err != nil {
+			s.cfg.Logger.Error("scale", "workers", req.Workers, "error", err)
+		}
+	}()
+	writeJSON(w, http.StatusAccepted, map[string]any{"workers": req.Workers})
+}
+
+func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
+	go func() {
+		if err := s.cfg.Control.Reload(context.WithoutCancel(r.Context())); err != nil {
+			s.cfg.Logger.Error("reload", "error", err)
+		}
+	}()
+	writeJSON(w, http.StatusAccepted, map[string]any{"reload": "started"})
 }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {

@@ -38,7 +38,7 @@ func TestPageInBrowser(t *testing.T) {
 	started := time.Now().Add(-95 * time.Second)
 	for i := range 4 {
 		r.Slot(i).SetIdentity(shm.Identity{PID: 4100 + i, Generation: 1, State: shm.StateReady, Started: started})
-		r.Slot(i).SetCapacity(10000)
+		worker(r, i).SetCapacity(10000)
 	}
 	log := dashboard.NewEventLog(0)
 	for i := range 4 {
@@ -132,13 +132,23 @@ func TestPageInBrowser(t *testing.T) {
 	setInFlight(r, 5000, 5000, 5000, 5000) // 20,000 in flight
 	waitJS(t, bctx, "4px star dust for 20,000 tasks", `document.querySelector('#task-field').dataset.cellSize === '4' &&
 		document.querySelector('#task-field').dataset.total === '20000'`)
-	time.Sleep(time.Second)
-	st, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`(() => { const d = window.__drawStats.slice(-200); const n = d.length; const avg = d.reduce((a,b)=>a+b,0)/n; return JSON.stringify({n: window.__drawStats.length, avg, max: Math.max(...d)}); })()`))
-	t.Logf("draw stats: %s", st)
-	drawn, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector('#task-field').dataset.drawn`))
-	t.Logf("20,000 in flight: %s cells drawn", drawn)
-	if err != nil || drawn == "0" {
-		t.Errorf("drawn = %q (%v), want cells", drawn, err)
+	time.Sleep(200 * time.Millisecond) // a few twinkling frames
+	ds, err := chromedp.Run(bctx, chromedp.Evaluate[map[string]string](`({...document.querySelector('#task-field').dataset})`))
+	t.Logf("20,000 in flight: %s cells drawn, last draw %s ms", ds["drawn"], ds["drawMs"])
+	if err != nil || ds["drawn"] == "0" {
+		t.Errorf("field = %v (%v), want cells drawn", ds, err)
+	}
+	// On a high-density screen the backing store follows devicePixelRatio
+	// and the level of detail (in CSS pixels) stays.
+	if err := chromedp.Do(bctx, chromedp.EmulateViewport(1440, 1000, chromedp.EmulateScale(2))); err != nil {
+		t.Fatalf("emulate dpr 2: %v", err)
+	}
+	waitJS(t, bctx, "a 2x backing store", `(() => {
+		const c = document.querySelector('#task-field');
+		return window.devicePixelRatio === 2 && c.width === Math.round(c.clientWidth * 2) && c.dataset.cellSize === '4';
+	})()`)
+	if err := chromedp.Do(bctx, chromedp.EmulateViewport(1440, 1000)); err != nil {
+		t.Fatalf("emulate dpr 1: %v", err)
 	}
 	// A control call against a server without the API shows its error.
 	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`.worker-card[data-slot="1"] button.kill`))); err != nil {
@@ -194,7 +204,7 @@ func shot(t *testing.T, ctx context.Context, path string) {
 func setInFlight(r *shm.Region, n ...int64) {
 	var total int64
 	for i, v := range n {
-		r.Slot(i).InFlight().Store(v)
+		worker(r, i).InFlight().Store(v)
 		total += v
 	}
 	r.Counter(shm.InFlight).Store(total)
@@ -221,15 +231,15 @@ func startFeeder(r *shm.Region, slots int) *feeder {
 			case now := <-t.C:
 				for s := range slots {
 					done := int64(20 + 7*s + i%13)
-					r.Slot(s).Completed().Add(done)
+					worker(r, s).Completed().Add(done)
 					r.Counter(shm.Completed).Add(done)
 					r.Counter(shm.Submitted).Add(done + 3)
 					if (i+s)%9 == 0 {
-						r.Slot(s).Failed().Add(1)
+						worker(r, s).Failed().Add(1)
 						r.Counter(shm.Failed).Add(1)
 					}
 					cpu[s] += time.Duration(4+3*s) * time.Millisecond
-					r.Slot(s).Beat(shm.Heartbeat{At: now, RSSBytes: int64(38+9*s) << 20, CPUTime: cpu[s], Goroutines: 40})
+					worker(r, s).Beat(shm.Heartbeat{At: now, RSSBytes: int64(38+9*s) << 20, CPUTime: cpu[s], Goroutines: 40})
 				}
 				r.Counter(shm.Queued).Store(int64(1200 + (i*37)%400))
 			}

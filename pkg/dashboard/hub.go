@@ -112,9 +112,12 @@ func NewHub(cfg HubConfig) *Hub {
 }
 
 // Run samples and broadcasts a frame every Interval, the first one at once,
-// until ctx ends. Then it closes every client with status 1001 (going away),
-// waits for their writers and returns nil. A Hub runs once; a second call
-// returns ErrHubRan.
+// until ctx ends. Then it turns new clients away (503), closes every client
+// with status 1001 (going away), waits for their writers and returns nil. A
+// healthy client closes at once; one that neither reads nor answers the close
+// handshake holds Run for at most the websocket library's bounds (5 s to
+// write the close frame, 5 s to wait for the answer). A Hub runs once; a
+// second call returns ErrHubRan.
 func (h *Hub) Run(ctx context.Context) error {
 	if !h.ran.CompareAndSwap(false, true) {
 		return ErrHubRan

@@ -144,13 +144,13 @@ func TestHubSlowClientDoesNotDelayOthers(t *testing.T) {
 	waitFor(t, 5*time.Second, "all clients registered", func() bool { return th.Clients() == healthy+1 })
 	waitFor(t, 20*time.Second, "the stuck client to be dropped", func() bool { return th.Clients() == healthy })
 	droppedAt := time.Now()
+	if got := r.Counter(shm.WSClients).Load(); got != healthy {
+		t.Errorf("ws_clients = %d after the drop, want %d", got, healthy)
+	}
 	time.Sleep(5 * interval) // the others go on after the drop too
 	stopReading()
 	wg.Wait()
 
-	if got := r.Counter(shm.WSClients).Load(); got != healthy {
-		t.Errorf("ws_clients = %d after the drop, want %d", got, healthy)
-	}
 	window := droppedAt.Sub(stuckAt)
 	t.Logf("stuck client dropped after %v", window.Round(time.Millisecond))
 	if window < writeTimeout {

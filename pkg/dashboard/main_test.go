@@ -51,6 +51,10 @@ func newRegion(t testing.TB, n int) *shm.Region {
 	return r
 }
 
+// worker is the worker-written half of slot i that the slot's current
+// process writes (counters and heartbeat).
+func worker(r *shm.Region, i int) *shm.Half { return r.Slot(i).Current() }
+
 // testHub is a running hub behind an httptest server.
 type testHub struct {
 	*dashboard.Hub

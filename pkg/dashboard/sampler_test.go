@@ -32,7 +32,7 @@ func counters(submitted, completed, failed int64) func(r *shm.Region) {
 func worker0(pid int, state shm.State, hbAt time.Time, cpu time.Duration) func(r *shm.Region) {
 	return func(r *shm.Region) {
 		r.Slot(0).SetIdentity(shm.Identity{PID: pid, Generation: uint64(pid), State: state, Started: base})
-		r.Slot(0).Beat(shm.Heartbeat{At: hbAt, CPUTime: cpu})
+		worker(r, 0).Beat(shm.Heartbeat{At: hbAt, CPUTime: cpu})
 	}
 }
 
@@ -154,11 +154,11 @@ func TestSamplerWorkerView(t *testing.T) {
 	r := newRegion(t, 4)
 	now := at(time.Minute)
 	r.Slot(0).SetIdentity(shm.Identity{PID: 100, Generation: 3, State: shm.StateReady, Restarts: 2, Started: at(0), LastExit: 1})
-	r.Slot(0).SetCapacity(64)
-	r.Slot(0).InFlight().Store(7)
-	r.Slot(0).Completed().Store(1000)
-	r.Slot(0).Failed().Store(4)
-	r.Slot(0).Beat(shm.Heartbeat{At: now.Add(-250 * time.Millisecond), RSSBytes: 32 << 20})
+	worker(r, 0).SetCapacity(64)
+	worker(r, 0).InFlight().Store(7)
+	worker(r, 0).Completed().Store(1000)
+	worker(r, 0).Failed().Store(4)
+	worker(r, 0).Beat(shm.Heartbeat{At: now.Add(-250 * time.Millisecond), RSSBytes: 32 << 20})
 	r.Slot(2).SetIdentity(shm.Identity{PID: 0, Generation: 5, State: shm.StateBackoff, Started: at(0), BackoffUntil: now.Add(1500 * time.Millisecond), LastExit: -9})
 	// slot 1 and 3 are empty and not shown
 	r.Counter(shm.Queued).Store(42)

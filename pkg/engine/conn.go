@@ -162,7 +162,13 @@ func (e *Engine) WorkerReady(w *supervisor.Worker) {
 		e.cfg.Logger.Error("worker slot outside the engine's slots", "slot", w.Slot)
 		return
 	}
+	// A reload starts the new process before the old one drains: the old
+	// session takes no more work but keeps its tasks until it is gone.
+	if old := e.conns[w.Slot]; old != nil {
+		old.draining = true
+	}
 	e.conns[w.Slot] = c
+	e.all[w] = c
 	e.mu.Unlock()
 	go c.sender(ctx)
 	go c.receiver()
@@ -173,8 +179,8 @@ func (e *Engine) WorkerReady(w *supervisor.Worker) {
 // worker reported drained (after its stop hooks) or ctx ends.
 func (e *Engine) Drain(ctx context.Context, w *supervisor.Worker) error {
 	e.mu.Lock()
-	c := e.conns[w.Slot]
-	if c == nil || c.w != w {
+	c := e.all[w]
+	if c == nil {
 		e.mu.Unlock()
 		return nil
 	}
@@ -197,8 +203,8 @@ func (e *Engine) Drain(ctx context.Context, w *supervisor.Worker) error {
 // WorkerGone delivers again every task that was running on w.
 func (e *Engine) WorkerGone(w *supervisor.Worker) {
 	e.mu.Lock()
-	c := e.conns[w.Slot]
-	if c == nil || c.w != w {
+	c := e.all[w]
+	if c == nil {
 		e.mu.Unlock()
 		return
 	}
@@ -220,6 +226,7 @@ func (e *Engine) WorkerGone(w *supervisor.Worker) {
 	if e.conns[w.Slot] == c {
 		e.conns[w.Slot] = nil
 	}
+	delete(e.all, w)
 	redelivered := int64(0)
 	for id, t := range c.inflight {
 		delete(c.inflight, id)
@@ -328,8 +335,8 @@ func (e *Engine) checkIdleLocked() {
 	if e.idle == nil {
 		return
 	}
-	for _, c := range e.conns {
-		if c != nil && len(c.inflight) > 0 {
+	for _, c := range e.all {
+		if len(c.inflight) > 0 {
 			return
 		}
 	}

@@ -197,7 +197,7 @@ func (d *dispatchRun) roundRobin() {
 func (d *dispatchRun) keyHash() {
 	defer d.flush()
 	e := d.e
-	for s, c := range e.conns {
+	for s, c := range e.conns[:e.slotCount] {
 		q := &e.pinned[s]
 		for q.len() > 0 && d.free(c) > 0 {
 			t := q.pop()
@@ -212,7 +212,7 @@ func (d *dispatchRun) keyHash() {
 			return
 		}
 		if t.rec.Key != "" {
-			s := slotForKey(t.rec.Key, len(e.conns))
+			s := slotForKey(t.rec.Key, e.slotCount)
 			if c := e.conns[s]; d.free(c) > 0 && e.pinned[s].len() == 0 {
 				d.assign(c, t)
 			} else {

@@ -38,8 +38,11 @@ func ParsePolicy(s string) (Policy, error) {
 type Config struct {
 	Store  store.Store
 	Region *shm.Region
-	// Slots is the number of worker slots (key-hash maps keys onto them).
-	Slots  int
+	// Slots is the number of worker slots the region has room for.
+	Slots int
+	// Workers is the number of slots in use at start (default Slots);
+	// SlotCount changes it when the master scales.
+	Workers int
 	Policy Policy
 	// MaxQueue bounds the tasks waiting to run (default 1,000,000).
 	MaxQueue int
@@ -80,7 +83,9 @@ type Engine struct {
 	retries    delayed
 	reserved   int // queue places held by submits waiting for the store
 	waiting    int // queued tasks: queue + pinned + retries
-	conns      []*conn
+	conns      []*conn                      // the active connection of each slot
+	all        map[*supervisor.Worker]*conn // every open session, draining ones too
+	slotCount  int                          // slots in use (key-hash maps keys onto them)
 	rr         int
 	kinds      map[string]bool
 	accepting  bool
@@ -114,6 +119,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Slots <= 0 {
 		cfg.Slots = cfg.Region.Slots()
 	}
+	if cfg.Workers <= 0 || cfg.Workers > cfg.Slots {
+		cfg.Workers = cfg.Slots
+	}
 	if cfg.Policy == "" {
 		cfg.Policy = LeastLoaded
 	}
@@ -141,6 +149,8 @@ func New(cfg Config) (*Engine, error) {
 		tasks:      make(map[string]*task),
 		pinned:     make([]fifo, cfg.Slots),
 		conns:      make([]*conn, cfg.Slots),
+		all:        make(map[*supervisor.Worker]*conn),
+		slotCount:  cfg.Workers,
 		kinds:      make(map[string]bool),
 		accepting:  true,
 		dispatchOn: true,
@@ -524,9 +534,9 @@ func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	s := Stats{Live: len(e.tasks), Queued: e.waiting}
-	for _, c := range e.conns {
-		if c != nil {
-			s.InFlight += len(c.inflight)
+	for _, c := range e.all {
+		s.InFlight += len(c.inflight)
+		if !c.draining {
 			s.Workers++
 		}
 	}
@@ -550,10 +560,8 @@ func (e *Engine) Shutdown(ctx context.Context) (finished, unfinished int) {
 	e.dispatchOn = false
 	before := e.finished
 	inflight := 0
-	for _, c := range e.conns {
-		if c != nil {
-			inflight += len(c.inflight)
-		}
+	for _, c := range e.all {
+		inflight += len(c.inflight)
 	}
 	var idle chan struct{}
 	if inflight > 0 {
@@ -573,6 +581,21 @@ func (e *Engine) Shutdown(ctx context.Context) (finished, unfinished int) {
 	e.idle = nil
 	e.mu.Unlock()
 	return finished, unfinished
+}
+
+// SlotCount sets the number of slots in use (the master scaled). Keys then
+// hash onto the new count.
+func (e *Engine) SlotCount(n int) {
+	e.mu.Lock()
+	e.slotCount = max(1, min(n, len(e.conns)))
+	// Tasks pinned to slots that are gone hash again.
+	for s := e.slotCount; s < len(e.pinned); s++ {
+		for t := e.pinned[s].pop(); t != nil; t = e.pinned[s].pop() {
+			e.queue.push(t)
+		}
+	}
+	e.mu.Unlock()
+	e.wake()
 }
 
 // Flush makes every state change so far durable.

@@ -21,6 +21,7 @@ import (
 // env is what the master tells a worker through its environment.
 type env struct {
 	slot       int
+	half       int
 	generation uint64
 	shmPath    string
 	capacity   int
@@ -35,6 +36,11 @@ func readEnv(getenv func(string) string) (env, error) {
 	}
 	if e.generation, err = strconv.ParseUint(getenv(wire.EnvGeneration), 10, 64); err != nil {
 		return e, fmt.Errorf("bad or missing %s: %q", wire.EnvGeneration, getenv(wire.EnvGeneration))
+	}
+	if v := getenv(wire.EnvHalf); v != "" {
+		if e.half, err = strconv.Atoi(v); err != nil || (e.half != 0 && e.half != 1) {
+			return e, fmt.Errorf("bad %s: %q", wire.EnvHalf, v)
+		}
 	}
 	if e.shmPath = getenv(wire.EnvShm); e.shmPath == "" {
 		return e, fmt.Errorf("missing %s", wire.EnvShm)
@@ -82,7 +88,7 @@ func serve(ctx context.Context, cfg Config) (int, error) {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w := newWorker(cfg, region, e.slot, logger)
+	w := newWorker(cfg, region, e.slot, e.half, logger)
 
 	if e.lifeline >= 0 {
 		go watchLifeline(os.NewFile(uintptr(e.lifeline), "lifeline"), logger)

@@ -25,7 +25,7 @@ type worker struct {
 
 	cfg    Config
 	region *shm.Region
-	slot   *shm.Slot
+	slot   *shm.Half // the part of our slot this process writes
 	logger hclog.Logger
 	sem    chan struct{}
 
@@ -40,8 +40,8 @@ type worker struct {
 	draining bool
 }
 
-func newWorker(cfg Config, region *shm.Region, slot int, logger hclog.Logger) *worker {
-	s := region.Slot(slot)
+func newWorker(cfg Config, region *shm.Region, slot, half int, logger hclog.Logger) *worker {
+	s := region.Slot(slot).Half(half)
 	s.SetCapacity(int64(cfg.Capacity))
 	return &worker{
 		cfg:      cfg,

@@ -18,8 +18,10 @@ const (
 	Version uint32 = 1
 	// LineSize is the alignment of every part of the region.
 	LineSize = 128
-	// SlotSize is the size of one worker slot: identity, counters, heartbeat.
-	SlotSize = 3 * LineSize
+	// SlotSize is the size of one worker slot: identity, then two worker
+	// halves (counters, heartbeat) so a reload can run the new process beside
+	// the draining old one.
+	SlotSize = 5 * LineSize
 	// MaxSlots bounds the slot count a region can be made with.
 	MaxSlots = 4096
 )

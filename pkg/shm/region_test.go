@@ -39,7 +39,7 @@ func helper() int {
 			defer wg.Done()
 			for i := 0; i < n; i++ {
 				r.Counter(shm.Completed).Add(1)
-				r.Slot(0).Completed().Add(1)
+				r.Slot(0).Half(0).Completed().Add(1)
 			}
 		}()
 	}
@@ -78,7 +78,7 @@ func TestCrossProcessCountersExact(t *testing.T) {
 	if got := r.Counter(shm.Completed).Load(); got != want {
 		t.Fatalf("global completed = %d, want %d", got, want)
 	}
-	if got := r.Slot(0).Completed().Load(); got != int64(procs*4*perGoroutine) {
+	if got := r.Slot(0).Half(0).Completed().Load(); got != int64(procs*4*perGoroutine) {
 		t.Fatalf("slot completed = %d, want %d", got, procs*4*perGoroutine)
 	}
 }
@@ -183,7 +183,7 @@ func TestSeqlockSnapshotsAreConsistent(t *testing.T) {
 			}
 			// Every field of one write carries the same number.
 			s.SetIdentity(shm.Identity{PID: int(i), Generation: uint64(i), Restarts: i, LastExit: i})
-			s.Beat(shm.Heartbeat{At: time.Unix(0, i), RSSBytes: i, CPUTime: time.Duration(i), Goroutines: i})
+			s.Half(0).Beat(shm.Heartbeat{At: time.Unix(0, i), RSSBytes: i, CPUTime: time.Duration(i), Goroutines: i})
 		}
 	}()
 	for n := 0; n < 100000; n++ {
@@ -191,7 +191,7 @@ func TestSeqlockSnapshotsAreConsistent(t *testing.T) {
 		if int64(id.PID) != id.Restarts || uint64(id.PID) != id.Generation || id.LastExit != id.Restarts {
 			t.Fatalf("torn identity read: %+v", id)
 		}
-		hb := s.Heartbeat()
+		hb := s.Half(0).Heartbeat()
 		if hb.RSSBytes != hb.Goroutines || int64(hb.CPUTime) != hb.RSSBytes {
 			t.Fatalf("torn heartbeat read: %+v", hb)
 		}
@@ -200,26 +200,33 @@ func TestSeqlockSnapshotsAreConsistent(t *testing.T) {
 	wg.Wait()
 }
 
-func TestResetWorkerClearsWorkerLines(t *testing.T) {
+func TestHalvesAreSeparateAndResettable(t *testing.T) {
 	r, err := shm.Create(filepath.Join(t.TempDir(), "region"), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	s := r.Slot(1)
-	s.SetCapacity(10)
-	s.InFlight().Add(5)
-	s.Beat(shm.Heartbeat{At: time.Now(), RSSBytes: 1})
-	s.SetIdentity(shm.Identity{PID: 42, State: shm.StateReady})
-	s.ResetWorker()
+	s.SetIdentity(shm.Identity{PID: 42, State: shm.StateReady, Half: 1})
+	old, cur := s.Half(0), s.Half(1)
+	old.InFlight().Add(3) // a draining predecessor
+	cur.SetCapacity(10)
+	cur.InFlight().Add(5)
+	cur.Completed().Add(7)
+	cur.Beat(shm.Heartbeat{At: time.Now(), RSSBytes: 1})
 	snap := s.Snapshot()
-	if snap.InFlight != 0 || snap.Capacity != 0 || !snap.At.IsZero() || snap.RSSBytes != 0 {
-		t.Fatalf("worker lines not cleared: %+v", snap)
+	if snap.InFlight != 8 || snap.Completed != 7 || snap.Capacity != 10 || snap.Half != 1 || snap.RSSBytes != 1 {
+		t.Fatalf("snapshot %+v", snap)
+	}
+	cur.Reset()
+	snap = s.Snapshot()
+	if snap.InFlight != 3 || snap.Capacity != 0 || !snap.At.IsZero() || snap.RSSBytes != 0 {
+		t.Fatalf("half not cleared: %+v", snap)
 	}
 	if snap.PID != 42 || snap.State != shm.StateReady {
-		t.Fatalf("identity changed by ResetWorker: %+v", snap.Identity)
+		t.Fatalf("identity changed by Reset: %+v", snap.Identity)
 	}
-	if r.Slot(0).Snapshot().PID != 0 {
+	if r.Slot(0).Snapshot().InFlight != 0 {
 		t.Fatal("other slot touched")
 	}
 }

@@ -33,9 +33,12 @@ func (s State) String() string {
 
 // offsets of a slot's lines and fields.
 const (
-	lineIdentity  = 0
+	lineIdentity = 0
+	// a worker half h has its counters at LineSize*(1+2h) and its
+	// heartbeat on the line after
 	lineCounters  = LineSize
 	lineHeartbeat = 2 * LineSize
+	halfStride    = 2 * LineSize
 
 	// identity line (master-written, seqlocked)
 	idSeq        = 0
@@ -46,6 +49,7 @@ const (
 	idStarted    = 40
 	idBackoff    = 48
 	idLastExit   = 56
+	idHalf       = 64
 
 	// counters line (worker-written atomics)
 	ctCapacity  = 0
@@ -76,6 +80,8 @@ type Identity struct {
 	BackoffUntil time.Time
 	// LastExit is the last exit: >= 0 an exit code, < 0 a signal number negated.
 	LastExit int64
+	// Half is the worker half (0 or 1) the current process writes.
+	Half int
 }
 
 // Heartbeat is the worker-owned, periodically written part of a slot.
@@ -132,29 +138,20 @@ func (s *Slot) SetIdentity(id Identity) {
 	s.i64(lineIdentity, idStarted).Store(unixNano(id.Started))
 	s.i64(lineIdentity, idBackoff).Store(unixNano(id.BackoffUntil))
 	s.i64(lineIdentity, idLastExit).Store(id.LastExit)
+	s.i64(lineIdentity, idHalf).Store(int64(id.Half & 1))
 	seq.Add(1)
-}
-
-// ResetWorker clears the worker-owned lines before a new process is forked
-// into the slot, so a predecessor killed mid-write leaves nothing behind.
-func (s *Slot) ResetWorker() {
-	for f := 0; f < LineSize; f += 8 {
-		s.i64(lineCounters, f).Store(0)
-		s.i64(lineHeartbeat, f).Store(0)
-	}
 }
 
 // Identity reads the master-owned fields consistently.
 func (s *Slot) Identity() Identity {
 	seq := s.i64(lineIdentity, idSeq)
-	var id Identity
-	for try := 0; ; try++ {
-		v1 := seq.Load()
-		if v1&1 == 1 && try < maxSeqRetries {
-			runtime.Gosched()
+	var r seqReader
+	for {
+		v1, ok := r.begin(seq)
+		if !ok {
 			continue
 		}
-		id = Identity{
+		id := Identity{
 			PID:          int(s.i64(lineIdentity, idPID).Load()),
 			Generation:   uint64(s.i64(lineIdentity, idGeneration).Load()),
 			State:        State(s.i64(lineIdentity, idState).Load()),
@@ -162,68 +159,132 @@ func (s *Slot) Identity() Identity {
 			Started:      fromUnixNano(s.i64(lineIdentity, idStarted).Load()),
 			BackoffUntil: fromUnixNano(s.i64(lineIdentity, idBackoff).Load()),
 			LastExit:     s.i64(lineIdentity, idLastExit).Load(),
+			Half:         int(s.i64(lineIdentity, idHalf).Load() & 1),
 		}
-		if seq.Load() == v1 || try >= maxSeqRetries {
+		if r.end(seq, v1) {
 			return id
 		}
 	}
 }
 
+// seqReader runs the read side of a seqlock. A sequence that changes means
+// a live writer: retry. One that stays odd means the writer died in the
+// middle of an update: after maxSeqRetries looks, take the values as they
+// are rather than hang.
+type seqReader struct {
+	stuck int
+	last  int64
+}
+
+func (r *seqReader) begin(seq *atomic.Int64) (int64, bool) {
+	v := seq.Load()
+	if v&1 == 0 {
+		return v, true
+	}
+	if v == r.last {
+		r.stuck++
+	} else {
+		r.stuck, r.last = 0, v
+	}
+	if r.stuck >= maxSeqRetries {
+		return v, true
+	}
+	runtime.Gosched()
+	return 0, false
+}
+
+func (r *seqReader) end(seq *atomic.Int64, v1 int64) bool {
+	return seq.Load() == v1
+}
+
+// Half is the part of a slot one worker process writes: its counters
+// and heartbeat. A slot has two, so that during a rolling reload the new
+// process and the draining old one never write the same words.
+type Half struct {
+	s    *Slot
+	base int
+}
+
+// Half returns worker half h (0 or 1) of the slot.
+func (s *Slot) Half(h int) *Half {
+	return &Half{s: s, base: s.base + (h&1)*halfStride}
+}
+
+// Current is the half the slot's current process writes.
+func (s *Slot) Current() *Half { return s.Half(s.Identity().Half) }
+
+func (h *Half) i64(line, field int) *atomic.Int64 { return h.s.r.i64(h.base + line + field) }
+
+// Reset clears the half before a new process is forked into it, so a
+// predecessor killed mid-write leaves nothing behind.
+func (h *Half) Reset() {
+	for f := 0; f < LineSize; f += 8 {
+		h.i64(lineCounters, f).Store(0)
+		h.i64(lineHeartbeat, f).Store(0)
+	}
+}
+
 // SetCapacity records the worker's semaphore size.
-func (s *Slot) SetCapacity(n int64) { s.i64(lineCounters, ctCapacity).Store(n) }
+func (h *Half) SetCapacity(n int64) { h.i64(lineCounters, ctCapacity).Store(n) }
+
+// Capacity is the worker's semaphore size.
+func (h *Half) Capacity() int64 { return h.i64(lineCounters, ctCapacity).Load() }
 
 // InFlight is the worker's count of running tasks.
-func (s *Slot) InFlight() *atomic.Int64 { return s.i64(lineCounters, ctInFlight) }
+func (h *Half) InFlight() *atomic.Int64 { return h.i64(lineCounters, ctInFlight) }
 
 // Completed is the worker's count of tasks that succeeded.
-func (s *Slot) Completed() *atomic.Int64 { return s.i64(lineCounters, ctCompleted) }
+func (h *Half) Completed() *atomic.Int64 { return h.i64(lineCounters, ctCompleted) }
 
 // Failed is the worker's count of tasks that failed (errors, timeouts, panics).
-func (s *Slot) Failed() *atomic.Int64 { return s.i64(lineCounters, ctFailed) }
+func (h *Half) Failed() *atomic.Int64 { return h.i64(lineCounters, ctFailed) }
 
 // Beat writes the heartbeat fields as one seqlocked update. One goroutine
 // per worker calls it.
-func (s *Slot) Beat(hb Heartbeat) {
-	seq := s.i64(lineHeartbeat, hbSeq)
+func (h *Half) Beat(hb Heartbeat) {
+	seq := h.i64(lineHeartbeat, hbSeq)
 	seq.Add(1)
-	s.i64(lineHeartbeat, hbAt).Store(unixNano(hb.At))
-	s.i64(lineHeartbeat, hbRSS).Store(hb.RSSBytes)
-	s.i64(lineHeartbeat, hbCPU).Store(int64(hb.CPUTime))
-	s.i64(lineHeartbeat, hbGoro).Store(hb.Goroutines)
+	h.i64(lineHeartbeat, hbAt).Store(unixNano(hb.At))
+	h.i64(lineHeartbeat, hbRSS).Store(hb.RSSBytes)
+	h.i64(lineHeartbeat, hbCPU).Store(int64(hb.CPUTime))
+	h.i64(lineHeartbeat, hbGoro).Store(hb.Goroutines)
 	seq.Add(1)
 }
 
 // Heartbeat reads the heartbeat fields consistently.
-func (s *Slot) Heartbeat() Heartbeat {
-	seq := s.i64(lineHeartbeat, hbSeq)
-	for try := 0; ; try++ {
-		v1 := seq.Load()
-		if v1&1 == 1 && try < maxSeqRetries {
-			runtime.Gosched()
+func (h *Half) Heartbeat() Heartbeat {
+	seq := h.i64(lineHeartbeat, hbSeq)
+	var r seqReader
+	for {
+		v1, ok := r.begin(seq)
+		if !ok {
 			continue
 		}
 		hb := Heartbeat{
-			At:         fromUnixNano(s.i64(lineHeartbeat, hbAt).Load()),
-			RSSBytes:   s.i64(lineHeartbeat, hbRSS).Load(),
-			CPUTime:    time.Duration(s.i64(lineHeartbeat, hbCPU).Load()),
-			Goroutines: s.i64(lineHeartbeat, hbGoro).Load(),
+			At:         fromUnixNano(h.i64(lineHeartbeat, hbAt).Load()),
+			RSSBytes:   h.i64(lineHeartbeat, hbRSS).Load(),
+			CPUTime:    time.Duration(h.i64(lineHeartbeat, hbCPU).Load()),
+			Goroutines: h.i64(lineHeartbeat, hbGoro).Load(),
 		}
-		if seq.Load() == v1 || try >= maxSeqRetries {
+		if r.end(seq, v1) {
 			return hb
 		}
 	}
 }
 
-// Snapshot reads the whole slot.
+// Snapshot reads the whole slot: the identity and the current half; in
+// flight also counts a draining predecessor's tasks in the other half.
 func (s *Slot) Snapshot() SlotSnapshot {
+	id := s.Identity()
+	cur, other := s.Half(id.Half), s.Half(id.Half+1)
 	return SlotSnapshot{
 		Slot:      s.index,
-		Identity:  s.Identity(),
-		Heartbeat: s.Heartbeat(),
-		Capacity:  s.i64(lineCounters, ctCapacity).Load(),
-		InFlight:  s.InFlight().Load(),
-		Completed: s.Completed().Load(),
-		Failed:    s.Failed().Load(),
+		Identity:  id,
+		Heartbeat: cur.Heartbeat(),
+		Capacity:  cur.Capacity(),
+		InFlight:  cur.InFlight().Load() + other.InFlight().Load(),
+		Completed: cur.Completed().Load(),
+		Failed:    cur.Failed().Load(),
 	}
 }
 

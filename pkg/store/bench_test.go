@@ -91,3 +91,91 @@ func BenchmarkUpdate(b *testing.B) {
 		})
 	}
 }
+
+// fill creates n queued records in batches of 1000, a tenth of them then
+// moved to running and half to succeeded, so that history dominates.
+func fill(b *testing.B, s store.Store, n int) {
+	b.Helper()
+	ctx := context.Background()
+	for start := 0; start < n; start += 1000 {
+		recs := make([]*store.Record, 0, 1000)
+		for i := start; i < min(start+1000, n); i++ {
+			recs = append(recs, newRecord(i+1))
+		}
+		if _, err := s.Create(ctx, recs); err != nil {
+			b.Fatal(err)
+		}
+		for i, r := range recs {
+			switch {
+			case i%10 == 0:
+				s.Update(with(r, func(r *store.Record) { r.State = store.Running }))
+			case i%2 == 1:
+				s.Update(with(r, func(r *store.Record) { r.State = store.Succeeded; r.FinishedAt = t0 }))
+			}
+		}
+	}
+	if err := s.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkList pages through the running tasks (a tenth) of a large
+// store: the state index keeps it independent of the history's size.
+func BenchmarkList(b *testing.B) {
+	for _, k := range kinds() {
+		for _, n := range []int{100_000, 1_000_000} {
+			if k.name == "bolt" && n > 100_000 && testing.Short() {
+				continue
+			}
+			b.Run(fmt.Sprintf("%s/records=%d", k.name, n), func(b *testing.B) {
+				s := k.open(b, &store.Options{NoSync: true, Retention: -1})
+				fill(b, s, n)
+				ctx := context.Background()
+				b.ResetTimer()
+				for i := range b.N {
+					after := taskID((i * 7919) % n)
+					page, err := s.List(ctx, store.ListOptions{State: store.Running, After: after, Limit: 100})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if len(page) == 0 && (i*7919)%n < n-1000 {
+						b.Fatalf("empty page after %s", after)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkOpen measures OpenBolt of an existing file, which checks every
+// page and record before opening it for writing, and the recovery walk
+// that follows.
+func BenchmarkOpen(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), store.FileName)
+			s, err := store.OpenBolt(path, &store.Options{NoSync: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			fill(b, s, n)
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				s, err := store.OpenBolt(path, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				open := 0
+				if err := s.NonTerminal(context.Background(), func(*store.Record) error { open++; return nil }); err != nil {
+					b.Fatal(err)
+				}
+				if err := s.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

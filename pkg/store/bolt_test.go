@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -259,6 +260,33 @@ func overwritePages(t *testing.T, path, marker string, fill func(size int) []byt
 	}
 }
 
+// bumpBranchKey finds a branch page whose keys are task IDs and raises the
+// last byte of its second key, reporting whether it found one. Page layout
+// (bbolt): id u64, flags u16 (0x01 = branch), count u16, overflow u32, then
+// count elements of pos u32, ksize u32, pgid u64; pos is relative to the
+// element.
+func bumpBranchKey(data []byte) bool {
+	ps := os.Getpagesize()
+	for off := 2 * ps; off+ps <= len(data); off += ps {
+		p := data[off : off+ps]
+		flags := binary.LittleEndian.Uint16(p[8:])
+		count := int(binary.LittleEndian.Uint16(p[10:]))
+		if flags != 0x01 || count < 3 {
+			continue
+		}
+		el := p[16+16 : 16+32] // element 1
+		pos := int(binary.LittleEndian.Uint32(el[0:]))
+		ksize := int(binary.LittleEndian.Uint32(el[4:]))
+		if ksize != 16 {
+			continue
+		}
+		k := p[16+16+pos : 16+16+pos+ksize]
+		k[15]++
+		return true
+	}
+	return false
+}
+
 func randomBytes(n int) []byte {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
@@ -324,6 +352,18 @@ func TestBoltCorrupt(t *testing.T) {
 				t.Fatalf("payload tag not found before the marker")
 			}
 			data[i-2] = 0x0f
+			_ = os.WriteFile(path, data, 0o600)
+			return path
+		}},
+		{"branch key out of order", func(t *testing.T) string {
+			// Pages that each look sound, but a branch key is larger than
+			// the first key of its child: only a full consistency check
+			// sees it (and bbolt's writable Open would panic on it).
+			path := validDB(t, 300)
+			data, _ := os.ReadFile(path)
+			if !bumpBranchKey(data) {
+				t.Fatal("no branch page found")
+			}
 			_ = os.WriteFile(path, data, 0o600)
 			return path
 		}},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -17,8 +18,10 @@ import (
 //
 // The file is opened read-only (a shared lock, so a second master still
 // gets ErrLocked) and walked: every page of every bucket through cursors,
-// keys strictly ascending, every task record's wire format, state and ID.
-// Faults on the mapping and bbolt's assertion panics become ErrCorrupt.
+// keys strictly ascending, every task record's wire format, state and ID,
+// with faults on the mapping and bbolt's assertion panics turned into
+// ErrCorrupt. Only then does bbolt's Tx.Check run, whose own goroutine
+// would crash the process on a page the walk had not proven readable.
 func verifyFile(path string, lockTimeout time.Duration) error {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -66,15 +69,36 @@ func walk(db *bolt.DB, fileSize int64) (err error) {
 		if tx.Size() > fileSize {
 			return fmt.Errorf("%w: the file (%d bytes) is shorter than its pages (%d bytes)", ErrCorrupt, fileSize, tx.Size())
 		}
-		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-			return walkBucket(string(name), b, string(name) == bucketTasks)
-		})
+		if err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			return walkBucket(string(name), b, fileSize)
+		}); err != nil {
+			return err
+		}
+		// Every page is readable; now bbolt's own consistency check (key
+		// ranges across branch pages, pages referenced twice, ...), which
+		// is what the writable Open's free-list rebuild would panic on. It
+		// runs in a goroutine of its own and recovers its panics; the walk
+		// above made sure its page reads cannot fault.
+		var first error
+		for err := range tx.Check() {
+			if first == nil {
+				first = err
+			}
+		}
+		if first != nil {
+			return fmt.Errorf("%w: %w", ErrCorrupt, first)
+		}
+		return nil
 	})
 }
 
-// walkBucket reads every key of b and its nested buckets; records says
-// that the values are task records.
-func walkBucket(name string, b *bolt.Bucket, records bool) error {
+// walkBucket reads every key and value of the top-level bucket b, checking
+// the shapes the store writes: keys strictly ascending and of bounded
+// size, task records that decode and carry their key as ID, empty index
+// values, idempotency values that are IDs. A value whose length field was
+// damaged would otherwise only blow up when a write transaction copies it.
+// Buckets the store does not know are walked too, with every value touched.
+func walkBucket(name string, b *bolt.Bucket, fileSize int64) error {
 	c := b.Cursor()
 	var prev []byte
 	for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -82,23 +106,63 @@ func walkBucket(name string, b *bolt.Bucket, records bool) error {
 			return fmt.Errorf("%w: bucket %q: key %x after %x", ErrCorrupt, name, k, prev)
 		}
 		prev = k
-		if v == nil {
-			if nb := b.Bucket(k); nb != nil {
-				if err := walkBucket(name+"/"+string(k), nb, false); err != nil {
-					return err
-				}
-				continue
-			}
+		if err := checkEntry(name, b, k, v, fileSize); err != nil {
+			return err
 		}
-		if !records {
-			continue
+	}
+	return nil
+}
+
+// checkEntry checks one key/value pair of bucket name (see walkBucket).
+func checkEntry(name string, b *bolt.Bucket, k, v []byte, fileSize int64) error {
+	bad := func(what string) error {
+		return fmt.Errorf("%w: bucket %q: key %.64q: %s", ErrCorrupt, name, k, what)
+	}
+	known := name == bucketTasks || name == bucketIdem || name == bucketExpiry || strings.HasPrefix(name, bucketStatePf)
+	if v == nil {
+		nb := b.Bucket(k)
+		if nb == nil {
+			return bad("neither value nor bucket")
 		}
+		if known {
+			return bad("unexpected nested bucket")
+		}
+		return walkBucket(name+"/"+string(k), nb, fileSize)
+	}
+	keyMax := maxKeySize
+	if name == bucketExpiry {
+		keyMax += 8
+	}
+	switch {
+	case !known:
+		if int64(len(k))+int64(len(v)) > fileSize {
+			return bad(fmt.Sprintf("entry of %d bytes in a %d-byte file", len(k)+len(v), fileSize))
+		}
+		if len(v) > 0 {
+			_ = v[len(v)-1] // fault now, under the walk's recover, if it is not mapped
+		}
+		return nil
+	case len(k) > keyMax:
+		return bad(fmt.Sprintf("key of %d bytes", len(k)))
+	case name == bucketTasks:
 		m, err := peekRecord(v)
 		if err != nil {
-			return fmt.Errorf("bucket %q: key %q: %w", name, k, err)
+			return fmt.Errorf("bucket %q: key %.64q: %w", name, k, err)
 		}
 		if !bytes.Equal(m.id, k) {
-			return fmt.Errorf("%w: bucket %q: key %q holds the record of %q", ErrCorrupt, name, k, m.id)
+			return bad(fmt.Sprintf("holds the record of %.64q", m.id))
+		}
+	case name == bucketIdem:
+		if len(v) == 0 || len(v) > maxKeySize {
+			return bad(fmt.Sprintf("task ID of %d bytes", len(v)))
+		}
+	case name == bucketExpiry:
+		if _, _, ok := parseExpiryKey(k); !ok || len(v) != 0 {
+			return bad("malformed expiry entry")
+		}
+	default: // a state index
+		if len(v) != 0 {
+			return bad(fmt.Sprintf("index value of %d bytes", len(v)))
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,7 @@ func TestConformance(t *testing.T) {
 		{"InvalidRecords", testInvalid},
 		{"CanceledContext", testCanceledContext},
 		{"ConcurrentCreateAndUpdate", testConcurrent},
+		{"RandomAgainstModel", testRandomModel},
 		{"CloseTwice", testCloseTwice},
 		{"AfterClose", testAfterClose},
 	}
@@ -652,9 +654,9 @@ func testRetentionDisabled(t *testing.T, open opener) {
 func testInvalid(t *testing.T, open opener) {
 	s := open(t, nil)
 	for name, r := range map[string]*store.Record{
-		"nil":      nil,
-		"empty ID": {State: store.Queued},
-		"no state": {ID: taskID(1)},
+		"nil":       nil,
+		"empty ID":  {State: store.Queued},
+		"no state":  {ID: taskID(1)},
 		"bad state": {ID: taskID(1), State: "paused"},
 	} {
 		if _, err := s.Create(context.Background(), []*store.Record{newRecord(9), r}); !errors.Is(err, store.ErrInvalid) {
@@ -774,4 +776,69 @@ func testAfterClose(t *testing.T, open opener) {
 		t.Errorf("Flush: %v", err)
 	}
 	s.Update(newRecord(1)) // dropped, must not panic or block
+}
+
+// testRandomModel applies random creates (in random ID order) and random
+// state changes and compares every index with a plain map.
+func testRandomModel(t *testing.T, open opener) {
+	s := open(t, nil)
+	rng := mrand.New(mrand.NewPCG(7, 11))
+	const n = 3000
+	model := map[string]*store.Record{}
+	order := rng.Perm(n)
+	for len(order) > 0 {
+		k := min(len(order), 1+rng.IntN(60))
+		var recs []*store.Record
+		for _, i := range order[:k] {
+			r := newRecord(i + 1)
+			recs = append(recs, r)
+			model[r.ID] = r
+		}
+		order = order[k:]
+		mustCreate(t, s, recs...)
+	}
+	allStates := []store.State{store.Queued, store.Running, store.Succeeded, store.Failed, store.Dead, store.Canceled}
+	for i := range 6000 {
+		id := taskID(1 + rng.IntN(n))
+		st := allStates[rng.IntN(len(allStates))]
+		r := with(model[id], func(r *store.Record) {
+			r.State, r.Attempts = st, int32(i)
+			if st.Terminal() {
+				r.FinishedAt = t0.Add(time.Duration(rng.IntN(5)) * time.Second) // some equal finish times
+			}
+		})
+		model[id] = r
+		s.Update(r)
+		if rng.IntN(500) == 0 {
+			if err := s.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, st := range allStates {
+			var want []string
+			for id, r := range model {
+				if r.State == st {
+					want = append(want, id)
+				}
+			}
+			slices.Sort(want)
+			if got := listIDs(t, s, st); !slices.Equal(got, want) {
+				t.Errorf("%s: List(%s): %d IDs, want %d", when, st, len(got), len(want))
+			}
+		}
+		for range 50 {
+			id := taskID(1 + rng.IntN(n))
+			if d := diffRecord(mustGet(t, s, id), model[id]); d != "" {
+				t.Errorf("%s: Get(%s): %s", when, id, d)
+			}
+		}
+	}
+	check("pending")
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	check("flushed")
 }

@@ -142,6 +142,15 @@ type ListOptions struct {
 // defaultListLimit is the page size of List when ListOptions.Limit <= 0.
 const defaultListLimit = 100
 
+// scanChunk is how many records NonTerminal reads at a time: a bolt read
+// transaction never lives long enough to hold up the committer, and fn is
+// called with no transaction or lock held.
+const scanChunk = 1000
+
+// janitorBatch bounds the records one janitor round removes in one
+// transaction (bolt) or under one hold of the lock (memory).
+const janitorBatch = 1000
+
 // Store keeps tasks. All methods are safe for concurrent use.
 //
 // Ownership: after Create/Update the store owns the *Record (the caller

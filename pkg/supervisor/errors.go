@@ -10,6 +10,8 @@ var (
 	ErrNoSlot = errors.New("no such worker slot")
 	// ErrNotRunning: the slot has no live process to act on.
 	ErrNotRunning = errors.New("worker is not running")
+	// ErrBadCount: a worker count outside what the region has room for.
+	ErrBadCount = errors.New("bad worker count")
 	// ErrStopped: the supervisor is stopping or stopped.
 	ErrStopped = errors.New("supervisor stopped")
 )

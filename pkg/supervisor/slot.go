@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os/exec"
 	"strconv"
 	"sync"
@@ -22,83 +23,106 @@ import (
 type ctrlKind int
 
 const (
-	ctrlRestart ctrlKind = iota
+	// ctrlReplace starts a new process in the slot's other half, waits
+	// until it is ready, then drains and stops the old one (reload,
+	// restart, recycle).
+	ctrlReplace ctrlKind = iota
+	// ctrlStop drains and stops the slot's process and ends the loop.
 	ctrlStop
 )
+
+type ctrlReq struct {
+	kind   ctrlKind
+	reason string
+	done   chan error // nil: nobody waits
+}
+
+func (r ctrlReq) reply(err error) {
+	if r.done != nil {
+		r.done <- err
+	}
+}
 
 // slot is the loop that keeps one worker slot filled.
 type slot struct {
 	sup   *Supervisor
 	index int
 	shm   *shm.Slot
-	ctrl  chan ctrlKind
+	ctrl  chan ctrlReq
+	done  chan struct{} // closed when run returns
 
 	// loop-owned
 	gen      uint64
 	restarts int64
 	quick    int
 	lastExit int64
+	lastHalf int
+	retiring sync.WaitGroup
 
-	mu  sync.Mutex
-	cur *process
+	mu    sync.Mutex
+	cur   *process
+	cause string // why the current process is about to die (kill, hung)
 }
 
 type process struct {
-	runner  *procRunner
-	client  *plugin.Client
-	worker  *Worker
-	started time.Time
+	runner    *procRunner
+	client    *plugin.Client
+	worker    *Worker
+	half      int
+	started   time.Time
+	taskLimit int64 // recycle after this many tasks (0: never)
+	recycling bool
 }
 
 func newSlot(s *Supervisor, i int) *slot {
-	return &slot{sup: s, index: i, shm: s.cfg.Region.Slot(i), ctrl: make(chan ctrlKind, 1)}
+	return &slot{sup: s, index: i, shm: s.cfg.Region.Slot(i), ctrl: make(chan ctrlReq, 4), done: make(chan struct{})}
 }
 
-func (sl *slot) setIdentity(state shm.State, pid int, started, backoffUntil time.Time) {
-	sl.shm.SetIdentity(shm.Identity{
-		PID: pid, Generation: sl.gen, State: state, Restarts: sl.restarts,
-		Started: started, BackoffUntil: backoffUntil, LastExit: sl.lastExit,
-	})
-}
-
-func (sl *slot) requestStop() {
-	// A pending restart is superseded by the stop.
-	select {
-	case <-sl.ctrl:
-	default:
+func (sl *slot) setIdentity(state shm.State, p *process, backoffUntil time.Time) {
+	id := shm.Identity{Generation: sl.gen, State: state, Restarts: sl.restarts, BackoffUntil: backoffUntil, LastExit: sl.lastExit}
+	if p != nil {
+		id.PID, id.Started, id.Half = p.worker.PID, p.started, p.half
 	}
-	sl.ctrl <- ctrlStop
+	sl.shm.SetIdentity(id)
 }
 
-func (sl *slot) requestRestart() error {
+func (sl *slot) request(r ctrlReq) {
+	sl.ctrl <- r
+}
+
+func (sl *slot) clearCur(p *process) {
 	sl.mu.Lock()
-	live := sl.cur != nil
+	if sl.cur == p {
+		sl.cur = nil
+	}
 	sl.mu.Unlock()
-	if !live {
-		return fmt.Errorf("slot %d: %w", sl.index, ErrNotRunning)
-	}
-	select {
-	case sl.ctrl <- ctrlRestart:
-		sl.sup.event(sl.index, "restart", "graceful restart requested")
-		return nil
-	default:
-		return nil // one is already pending
-	}
 }
 
-func (sl *slot) kill() error {
+func (sl *slot) live() *process {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	return sl.cur
+}
+
+func (sl *slot) kill(cause string) error {
 	sl.mu.Lock()
 	p := sl.cur
+	if p != nil {
+		sl.cause = cause
+	}
 	sl.mu.Unlock()
-	if p == nil {
+	if p == nil || p.runner == nil {
 		return fmt.Errorf("slot %d: %w", sl.index, ErrNotRunning)
 	}
 	return p.runner.signal(syscall.SIGKILL)
 }
 
-// run keeps the slot filled until a stop request or ctx ends. The first
-// start's outcome goes to first.
+// run keeps the slot filled until a stop request or ctx ends. When first
+// is not nil the first start's outcome goes there, and a failure ends the
+// loop (a configuration problem); later failures back off and retry.
 func (sl *slot) run(ctx context.Context, first chan<- error) {
+	defer close(sl.done)
+	defer sl.retiring.Wait()
 	cfg := &sl.sup.cfg
 	initial := true
 	for {
@@ -106,18 +130,11 @@ func (sl *slot) run(ctx context.Context, first chan<- error) {
 			delay := cfg.Backoff.delay(sl.quick)
 			if delay > 0 {
 				until := time.Now().Add(delay)
-				sl.setIdentity(shm.StateBackoff, 0, time.Time{}, until)
+				sl.setIdentity(shm.StateBackoff, nil, until)
 				cfg.Logger.Warn("worker backoff", "slot", sl.index, "delay", delay.Round(time.Millisecond), "quick_deaths", sl.quick)
 				sl.sup.event(sl.index, "backoff", fmt.Sprintf("died %d times in a row soon after start; next fork in %v", sl.quick, delay.Round(time.Millisecond)))
-				select {
-				case <-time.After(delay):
-				case k := <-sl.ctrl:
-					if k == ctrlStop {
-						sl.setIdentity(shm.StateStopped, 0, time.Time{}, time.Time{})
-						return
-					}
-				case <-ctx.Done():
-					sl.setIdentity(shm.StateStopped, 0, time.Time{}, time.Time{})
+				if sl.sleep(ctx, delay) {
+					sl.setIdentity(shm.StateStopped, nil, time.Time{})
 					return
 				}
 			}
@@ -126,133 +143,237 @@ func (sl *slot) run(ctx context.Context, first chan<- error) {
 			cfg.Logger.Info("worker restarting", "slot", sl.index, "in", delay.Round(time.Millisecond), "gen", sl.gen+1)
 			sl.sup.event(sl.index, "restarting", fmt.Sprintf("forking generation %d", sl.gen+1))
 		}
-		sl.gen++
-		p, err := sl.spawn(ctx)
+		p, err := sl.spawn(ctx, sl.lastHalf == 1, nil)
 		if err != nil {
-			sl.setIdentity(shm.StateDead, 0, time.Time{}, time.Time{})
-			if initial {
+			sl.setIdentity(shm.StateDead, nil, time.Time{})
+			if initial && first != nil {
 				first <- err
 				return
 			}
 			cfg.Logger.Error("worker failed to start", "slot", sl.index, "gen", sl.gen, "error", err)
 			sl.sup.event(sl.index, "exited", "failed to start: "+err.Error())
 			sl.quick++
-			if stop := sl.drainCtrl(ctx); stop {
+			initial = false
+			if sl.stopRequested(ctx) {
+				sl.setIdentity(shm.StateStopped, nil, time.Time{})
 				return
 			}
 			continue
 		}
-		if initial {
+		if initial && first != nil {
 			first <- nil
-			initial = false
 		}
-		stop := sl.supervise(ctx, p)
-		if stop {
-			sl.setIdentity(shm.StateStopped, 0, time.Time{}, time.Time{})
+		initial = false
+		if stop := sl.supervise(ctx, p); stop {
 			return
 		}
 	}
 }
 
-// drainCtrl consumes a pending control request after a failed start;
-// restart requests are moot then, stop ends the loop.
-func (sl *slot) drainCtrl(ctx context.Context) bool {
-	select {
-	case k := <-sl.ctrl:
-		return k == ctrlStop
-	case <-ctx.Done():
-		return true
-	default:
-		return false
+// sleep waits out a backoff; it reports true when the slot must stop.
+// Replace requests during a backoff are answered: there is nothing to
+// replace.
+func (sl *slot) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return false
+		case r := <-sl.ctrl:
+			if r.kind == ctrlStop {
+				r.reply(nil)
+				return true
+			}
+			r.reply(fmt.Errorf("slot %d: %w (in backoff)", sl.index, ErrNotRunning))
+		case <-ctx.Done():
+			return true
+		}
 	}
 }
 
-// supervise waits for the process to die or for a request, and cleans up.
-// It reports whether the slot should stop.
+// stopRequested drains pending requests after a failed start.
+func (sl *slot) stopRequested(ctx context.Context) bool {
+	for {
+		select {
+		case r := <-sl.ctrl:
+			if r.kind == ctrlStop {
+				r.reply(nil)
+				return true
+			}
+			r.reply(fmt.Errorf("slot %d: %w", sl.index, ErrNotRunning))
+		case <-ctx.Done():
+			return true
+		default:
+			return sl.sup.stopping.Load()
+		}
+	}
+}
+
+// supervise watches the slot's process: its death, requests, a stale
+// heartbeat, and the recycling limits. It reports whether the loop ends.
 func (sl *slot) supervise(ctx context.Context, p *process) (stop bool) {
 	cfg := &sl.sup.cfg
-	graceful := false
-	watch := time.NewTicker(cfg.HeartbeatTimeout / 4)
+	watch := time.NewTicker(min(cfg.HeartbeatTimeout/4, 250*time.Millisecond))
 	defer watch.Stop()
-wait:
 	for {
 		select {
 		case <-p.runner.exited:
-			break wait
-		case k := <-sl.ctrl:
-			stop = k == ctrlStop
-			graceful = true
-			break wait
-		case <-ctx.Done():
-			stop = true
-			break wait
-		case now := <-watch.C:
-			// A worker whose heartbeat stalls (stopped, deadlocked, stuck
-			// in a syscall) is hung: kill it and let the slot re-fork.
-			if hb := sl.shm.Heartbeat().At; !hb.IsZero() && now.Sub(hb) > cfg.HeartbeatTimeout {
-				cfg.Logger.Warn("worker hung: heartbeat stale, killing it", "slot", sl.index, "pid", p.worker.PID,
-					"heartbeat_age", now.Sub(hb).Round(time.Millisecond))
-				sl.sup.event(sl.index, "killed", fmt.Sprintf("pid %d hung: no heartbeat for %v", p.worker.PID, now.Sub(hb).Round(time.Millisecond)))
-				_ = p.runner.signal(syscall.SIGKILL)
+			sl.reap(p)
+			return sl.sup.stopping.Load()
+		case r := <-sl.ctrl:
+			switch r.kind {
+			case ctrlStop:
+				sl.setIdentity(shm.StateDraining, p, time.Time{})
+				sl.retire(ctx, p, "stop")
+				sl.clearCur(p)
+				sl.setIdentity(shm.StateStopped, nil, time.Time{})
+				r.reply(nil)
+				return true
+			case ctrlReplace:
+				np, err := sl.spawn(ctx, p.half == 0, p)
+				if err != nil {
+					cfg.Logger.Error("replacement worker failed to start; keeping the old one", "slot", sl.index,
+						"pid", p.worker.PID, "reason", r.reason, "error", err)
+					sl.sup.event(sl.index, "exited", fmt.Sprintf("replacement for pid %d failed to start: %v", p.worker.PID, err))
+					p.recycling = false
+					r.reply(err)
+					continue
+				}
+				sl.restarts++
+				sl.setIdentity(shm.StateReady, np, time.Time{})
+				sl.sup.countRestart(r.reason)
+				old := p
+				p = np
+				sl.retiring.Add(1)
+				go func() {
+					defer sl.retiring.Done()
+					sl.retire(context.WithoutCancel(ctx), old, r.reason)
+					r.reply(nil)
+				}()
 			}
+		case <-ctx.Done():
+			sl.retire(context.WithoutCancel(ctx), p, "stop")
+			sl.clearCur(p)
+			sl.setIdentity(shm.StateStopped, nil, time.Time{})
+			return true
+		case now := <-watch.C:
+			sl.check(p, now)
 		}
 	}
-	if graceful {
-		sl.setIdentity(shm.StateDraining, p.worker.PID, p.started, time.Time{})
-		sl.sup.event(sl.index, "draining", fmt.Sprintf("pid %d draining", p.worker.PID))
-		dctx, cancel := context.WithTimeout(ctx, cfg.StopTimeout)
-		if err := cfg.Hooks.Drain(dctx, p.worker); err != nil {
-			cfg.Logger.Warn("worker drain incomplete", "slot", sl.index, "pid", p.worker.PID, "error", err)
-		}
-		cancel()
+}
+
+// check kills a hung worker and asks for the replacement of one past its
+// recycling limits.
+func (sl *slot) check(p *process, now time.Time) {
+	cfg := &sl.sup.cfg
+	half := sl.shm.Half(p.half)
+	hb := half.Heartbeat()
+	if !hb.At.IsZero() && now.Sub(hb.At) > cfg.HeartbeatTimeout {
+		age := now.Sub(hb.At).Round(time.Millisecond)
+		cfg.Logger.Warn("worker hung: heartbeat stale, killing it", "slot", sl.index, "pid", p.worker.PID, "heartbeat_age", age)
+		sl.sup.event(sl.index, "killed", fmt.Sprintf("pid %d hung: no heartbeat for %v", p.worker.PID, age))
+		_ = sl.kill("hung")
+		return
 	}
+	if p.recycling {
+		return
+	}
+	reason := ""
+	if done := half.Completed().Load() + half.Failed().Load(); p.taskLimit > 0 && done >= p.taskLimit {
+		reason = fmt.Sprintf("recycle: %d tasks done (limit %d)", done, p.taskLimit)
+	} else if cfg.MaxRSS > 0 && hb.RSSBytes > cfg.MaxRSS {
+		reason = fmt.Sprintf("recycle: rss %d MiB over %d MiB", hb.RSSBytes>>20, cfg.MaxRSS>>20)
+	}
+	if reason == "" {
+		return
+	}
+	p.recycling = true
+	cfg.Logger.Info("worker recycling", "slot", sl.index, "pid", p.worker.PID, "reason", reason)
+	sl.sup.event(sl.index, "restart", fmt.Sprintf("pid %d %s", p.worker.PID, reason))
+	select {
+	case sl.ctrl <- ctrlReq{kind: ctrlReplace, reason: "recycle"}:
+	default:
+		p.recycling = false // the queue is busy; try again next tick
+	}
+}
+
+// retire drains p (its tasks finish, its stop hooks run), stops it, and
+// hands back whatever it still had.
+func (sl *slot) retire(ctx context.Context, p *process, reason string) {
+	cfg := &sl.sup.cfg
+	sl.sup.event(sl.index, "draining", fmt.Sprintf("pid %d draining (%s)", p.worker.PID, reason))
+	dctx, cancel := context.WithTimeout(ctx, cfg.StopTimeout)
+	if err := cfg.Hooks.Drain(dctx, p.worker); err != nil {
+		cfg.Logger.Warn("worker drain incomplete", "slot", sl.index, "pid", p.worker.PID, "error", err)
+	}
+	cancel()
 	// Kill closes the gRPC connection (the worker exits on it), waits up to
-	// 2s, then SIGKILLs; it also removes the socket directory. After a crash
-	// it only cleans up, and runs after WorkerGone so the engine can still
-	// read the results the worker sent before it died.
-	if graceful {
-		p.client.Kill()
-	}
+	// 2s, then SIGKILLs, and removes the socket directory.
+	p.client.Kill()
 	<-p.runner.exited
+	sl.shm.Half(p.half).InFlight().Store(0)
+	cfg.Hooks.WorkerGone(p.worker)
+	status, _ := p.runner.exitStatus()
+	cfg.Logger.Info("worker exited", "slot", sl.index, "pid", p.worker.PID, "gen", p.worker.Generation,
+		"status", status, "uptime", time.Since(p.started).Round(time.Millisecond), "graceful", true, "reason", reason)
+	sl.sup.event(sl.index, "stopped", fmt.Sprintf("pid %d stopped gracefully (%s)", p.worker.PID, reason))
+}
+
+// reap handles a process that died on its own (or by a kill).
+func (sl *slot) reap(p *process) {
+	cfg := &sl.sup.cfg
 	status, code := p.runner.exitStatus()
 	sl.lastExit = code
 	uptime := time.Since(p.started)
 	sl.mu.Lock()
 	sl.cur = nil
+	cause := sl.cause
+	sl.cause = ""
 	sl.mu.Unlock()
-	state := shm.StateDead
-	if graceful {
-		state = shm.StateStopped
+	if cause == "" {
+		cause = "crash"
 	}
-	// The worker can no longer write its lines: take its in-flight count
-	// off so the region does not show ghosts.
-	sl.shm.InFlight().Store(0)
-	sl.setIdentity(state, p.worker.PID, p.started, time.Time{})
+	// The worker can no longer write its half: take its in-flight count off
+	// so the region shows no ghosts.
+	sl.shm.Half(p.half).InFlight().Store(0)
+	sl.lastHalf = p.half
+	sl.setIdentity(shm.StateDead, p, time.Time{})
+	// WorkerGone before Kill: the engine can still read the results the
+	// worker sent before it died.
 	cfg.Hooks.WorkerGone(p.worker)
-	if !graceful {
-		p.client.Kill()
-	}
+	p.client.Kill()
 	cfg.Logger.Info("worker exited", "slot", sl.index, "pid", p.worker.PID, "gen", p.worker.Generation,
-		"status", status, "uptime", uptime.Round(time.Millisecond), "graceful", graceful)
-	sl.sup.event(sl.index, "exited", fmt.Sprintf("pid %d %s after %v", p.worker.PID, status, uptime.Round(time.Millisecond)))
-	if graceful || uptime >= cfg.Backoff.MinUptime {
+		"status", status, "uptime", uptime.Round(time.Millisecond), "graceful", false, "cause", cause)
+	sl.sup.event(sl.index, "exited", fmt.Sprintf("pid %d %s after %v (%s)", p.worker.PID, status, uptime.Round(time.Millisecond), cause))
+	sl.sup.countRestart(cause)
+	if uptime >= cfg.Backoff.MinUptime {
 		sl.quick = 0
 	}
-	if !graceful {
-		sl.quick++
-	}
-	return stop || sl.sup.stopping.Load()
+	sl.quick++
 }
 
-// spawn forks a fresh worker into the slot and waits until it is ready.
-func (sl *slot) spawn(ctx context.Context) (*process, error) {
+// spawn forks a fresh worker into half `second` of the slot and waits
+// until it is ready. replacing is the live process it will replace (nil
+// when the slot is empty); that one's identity stays until the new one is
+// ready.
+func (sl *slot) spawn(ctx context.Context, second bool, replacing *process) (*process, error) {
 	cfg := &sl.sup.cfg
-	sl.shm.ResetWorker()
+	half := 0
+	if second {
+		half = 1
+	}
+	sl.gen++
+	sl.shm.Half(half).Reset()
 	started := time.Now()
-	sl.setIdentity(shm.StateStarting, 0, started, time.Time{})
+	p := &process{half: half, started: started, worker: &Worker{Slot: sl.index, Generation: sl.gen}}
+	if replacing == nil {
+		sl.setIdentity(shm.StateStarting, p, time.Time{})
+	}
 	env := []string{
 		wire.EnvSlot + "=" + strconv.Itoa(sl.index),
 		wire.EnvGeneration + "=" + strconv.FormatUint(sl.gen, 10),
+		wire.EnvHalf + "=" + strconv.Itoa(half),
 		wire.EnvShm + "=" + cfg.Region.Path(),
 		wire.EnvLifeline + "=3",
 	}
@@ -274,13 +395,7 @@ func (sl *slot) spawn(ctx context.Context) (*process, error) {
 		RunnerFunc: func(_ hclog.Logger, cmd *exec.Cmd, _ string) (runner.Runner, error) {
 			var err error
 			pr, err = newProcRunner(sl.sup.fork, cfg.WorkerBin, cfg.Args, append(cmd.Env, env...))
-			if err != nil {
-				return nil, err
-			}
-			sl.mu.Lock()
-			sl.cur = &process{runner: pr, started: started, worker: &Worker{Slot: sl.index, Generation: sl.gen}}
-			sl.mu.Unlock()
-			return pr, nil
+			return pr, err
 		},
 	})
 	// fail stops what was started and says why in terms a user can act on:
@@ -288,9 +403,6 @@ func (sl *slot) spawn(ctx context.Context) (*process, error) {
 	// refused to run); one we had to kill did not speak our protocol.
 	fail := func(err error, handshake bool) (*process, error) {
 		client.Kill()
-		sl.mu.Lock()
-		sl.cur = nil
-		sl.mu.Unlock()
 		if pr != nil && pr.pid != 0 {
 			<-pr.exited
 			status, code := pr.exitStatus()
@@ -326,19 +438,26 @@ func (sl *slot) spawn(ctx context.Context) (*process, error) {
 	if err != nil {
 		return fail(fmt.Errorf("hello: %w", err), false)
 	}
-	w := &Worker{
+	p.runner, p.client = pr, client
+	p.worker = &Worker{
 		Slot: sl.index, Generation: sl.gen, PID: pr.pid, Capacity: int(hello.Capacity),
 		Kinds: hello.Kinds, Client: wc,
 	}
-	p := &process{runner: pr, client: client, worker: w, started: started}
+	if cfg.MaxTasks > 0 {
+		// Jitter, like Swoole's max_request_grace, so workers started
+		// together do not recycle together.
+		p.taskLimit = int64(cfg.MaxTasks) + rand.Int64N(int64(cfg.MaxTasks)/10+1)
+	}
 	sl.mu.Lock()
 	sl.cur = p
 	sl.mu.Unlock()
-	sl.setIdentity(shm.StateReady, pr.pid, started, time.Time{})
-	cfg.Logger.Info("worker started", "slot", sl.index, "pid", pr.pid, "gen", sl.gen,
-		"capacity", w.Capacity, "ready_in", time.Since(started).Round(time.Microsecond))
-	sl.sup.event(sl.index, "started", fmt.Sprintf("pid %d generation %d ready in %v", pr.pid, sl.gen, time.Since(started).Round(time.Microsecond)))
-	cfg.Hooks.WorkerReady(w)
+	if replacing == nil {
+		sl.setIdentity(shm.StateReady, p, time.Time{})
+	}
+	readyIn := time.Since(started).Round(time.Microsecond)
+	cfg.Logger.Info("worker started", "slot", sl.index, "pid", pr.pid, "gen", sl.gen, "capacity", p.worker.Capacity, "ready_in", readyIn)
+	sl.sup.event(sl.index, "started", fmt.Sprintf("pid %d generation %d ready in %v", pr.pid, sl.gen, readyIn))
+	cfg.Hooks.WorkerReady(p.worker)
 	return p, nil
 }
 

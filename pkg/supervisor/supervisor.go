@@ -29,7 +29,8 @@ type Worker struct {
 
 // Hooks connect the supervisor to whoever sends the workers tasks.
 type Hooks interface {
-	// WorkerReady is called when a worker has answered Hello.
+	// WorkerReady is called when a worker has answered Hello. During a
+	// reload the slot's previous worker is still draining.
 	WorkerReady(w *Worker)
 	// Drain stops new work for w and returns once w finished what it runs
 	// and ran its stop hooks, or when ctx ends.
@@ -37,6 +38,8 @@ type Hooks interface {
 	// WorkerGone is called once w's process has exited; nothing more comes
 	// from it, so its tasks can be delivered again.
 	WorkerGone(w *Worker)
+	// SlotCount is called when scaling changed the number of slots.
+	SlotCount(n int)
 }
 
 // NopHooks is Hooks that does nothing.
@@ -45,6 +48,7 @@ type NopHooks struct{}
 func (NopHooks) WorkerReady(*Worker)                  {}
 func (NopHooks) Drain(context.Context, *Worker) error { return nil }
 func (NopHooks) WorkerGone(*Worker)                   {}
+func (NopHooks) SlotCount(int)                        {}
 
 // Config describes the workers to run. Region, WorkerBin and RunDir are
 // required.
@@ -72,20 +76,28 @@ type Config struct {
 	LogJSON bool
 	// OnEvent, when set, receives every lifecycle event (for the dashboard).
 	OnEvent func(slot int, kind, msg string)
+	// MaxTasks recycles a worker after about this many tasks (plus up to
+	// 10% jitter); 0 never. MaxRSS recycles one whose RSS exceeds it.
+	MaxTasks int
+	MaxRSS   int64
 }
 
 // Supervisor runs one loop per worker slot.
 type Supervisor struct {
 	cfg    Config
 	fork   *forker
-	slots  []*slot
 	wg     sync.WaitGroup
+	runCtx context.Context
 	cancel context.CancelFunc
 
 	mu       sync.Mutex
+	slots    []*slot
 	started  bool
 	stopped  bool
 	stopping atomic.Bool // no restarts once set
+	causes   map[string]int64
+	// ops serializes reload and scale.
+	ops sync.Mutex
 }
 
 // New checks the configuration and the worker binary; it starts nothing.
@@ -115,7 +127,7 @@ func New(cfg Config) (*Supervisor, error) {
 		cfg.HeartbeatTimeout = 5 * time.Second
 	}
 	cfg.Backoff = cfg.Backoff.withDefaults()
-	s := &Supervisor{cfg: cfg}
+	s := &Supervisor{cfg: cfg, causes: map[string]int64{}}
 	for i := 0; i < cfg.Workers; i++ {
 		s.slots = append(s.slots, newSlot(s, i))
 	}
@@ -153,15 +165,10 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	s.mu.Unlock()
 
 	s.fork = newForker()
-	runCtx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
+	s.runCtx, s.cancel = context.WithCancel(context.Background())
 	errs := make(chan error, len(s.slots))
 	for _, sl := range s.slots {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			sl.run(runCtx, errs)
-		}()
+		s.launch(sl, errs)
 	}
 	var first error
 	for range s.slots {
@@ -199,8 +206,8 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 	s.stopped = true
 	s.mu.Unlock()
 	s.stopping.Store(true)
-	for _, sl := range s.slots {
-		sl.requestStop()
+	for _, sl := range s.snapshot() {
+		sl.request(ctrlReq{kind: ctrlStop})
 	}
 	done := make(chan struct{})
 	go func() {
@@ -212,8 +219,8 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		// Out of time: kill what is left.
-		for _, sl := range s.slots {
-			_ = sl.kill()
+		for _, sl := range s.snapshot() {
+			_ = sl.kill("stop")
 		}
 		s.cancel()
 		<-done
@@ -224,10 +231,33 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 	return err
 }
 
-// Slots returns the number of worker slots.
-func (s *Supervisor) Slots() int { return len(s.slots) }
+func (s *Supervisor) launch(sl *slot, first chan<- error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		sl.run(s.runCtx, first)
+	}()
+}
+
+func (s *Supervisor) snapshot() []*slot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*slot(nil), s.slots...)
+}
+
+// Slots returns the number of worker slots in use.
+func (s *Supervisor) Slots() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.slots)
+}
 
 func (s *Supervisor) slot(i int) (*slot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return nil, ErrStopped
+	}
 	if i < 0 || i >= len(s.slots) {
 		return nil, fmt.Errorf("%w: %d (have 0..%d)", ErrNoSlot, i, len(s.slots)-1)
 	}
@@ -240,21 +270,130 @@ func (s *Supervisor) Kill(i int) error {
 	if err != nil {
 		return err
 	}
-	if err := sl.kill(); err != nil {
+	if err := sl.kill("kill"); err != nil {
 		return err
 	}
 	s.event(i, "killed", "killed with SIGKILL on request")
 	return nil
 }
 
-// Restart stops the slot's worker gracefully (drain, stop hooks) and forks
-// a fresh one. It returns once the restart is under way.
+// Restart replaces the slot's worker with a fresh process: the new one
+// starts, and once it is ready the old one drains (its tasks finish, its
+// stop hooks run) and stops. It returns once the restart is under way.
 func (s *Supervisor) Restart(i int) error {
 	sl, err := s.slot(i)
 	if err != nil {
 		return err
 	}
-	return sl.requestRestart()
+	if sl.live() == nil {
+		return fmt.Errorf("slot %d: %w", i, ErrNotRunning)
+	}
+	select {
+	case sl.ctrl <- ctrlReq{kind: ctrlReplace, reason: "restart"}:
+		s.event(i, "restart", "graceful restart requested")
+		return nil
+	default:
+		return fmt.Errorf("slot %d: busy with earlier requests", i)
+	}
+}
+
+// Reload replaces every worker, one slot at a time: start the new
+// process, wait until it is ready, drain and stop the old one, then the
+// next slot. A binary replaced on disk is picked up. A replacement that
+// fails to start leaves the old worker running and stops the reload.
+func (s *Supervisor) Reload(ctx context.Context) error {
+	s.ops.Lock()
+	defer s.ops.Unlock()
+	start := time.Now()
+	s.cfg.Logger.Info("rolling reload started", "slots", s.Slots())
+	for _, sl := range s.snapshot() {
+		if s.stopping.Load() {
+			return ErrStopped
+		}
+		if sl.live() == nil {
+			continue // dead or in backoff: its next fork uses the new binary anyway
+		}
+		done := make(chan error, 1)
+		select {
+		case sl.ctrl <- ctrlReq{kind: ctrlReplace, reason: "reload", done: done}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("reload stopped at slot %d: %w", sl.index, err)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	s.cfg.Logger.Info("rolling reload done", "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// Scale sets the number of workers. New slots start at once; removed
+// slots (the highest) are drained first.
+func (s *Supervisor) Scale(ctx context.Context, n int) error {
+	s.ops.Lock()
+	defer s.ops.Unlock()
+	if n < 1 || n > s.cfg.Region.Slots() {
+		return fmt.Errorf("%w: %d workers (this master has room for 1..%d)", ErrBadCount, n, s.cfg.Region.Slots())
+	}
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return ErrStopped
+	}
+	cur := len(s.slots)
+	for i := cur; i < n; i++ {
+		sl := newSlot(s, i)
+		s.slots = append(s.slots, sl)
+		s.launch(sl, nil)
+	}
+	var removed []*slot
+	if n < cur {
+		removed = append(removed, s.slots[n:]...)
+		s.slots = s.slots[:n]
+	}
+	s.mu.Unlock()
+	s.cfg.Hooks.SlotCount(n)
+	if n != cur {
+		s.cfg.Logger.Info("scaling", "from", cur, "to", n)
+	}
+	for i := len(removed) - 1; i >= 0; i-- {
+		sl := removed[i]
+		sl.request(ctrlReq{kind: ctrlStop})
+		select {
+		case <-sl.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		sl.shm.SetIdentity(shm.Identity{State: shm.StateEmpty})
+		s.event(sl.index, "stopped", "slot removed by scaling")
+	}
+	return nil
+}
+
+// MaxWorkers is the most workers Scale accepts (the region's slots).
+func (s *Supervisor) MaxWorkers() int { return s.cfg.Region.Slots() }
+
+func (s *Supervisor) countRestart(cause string) {
+	s.mu.Lock()
+	s.causes[cause]++
+	s.mu.Unlock()
+}
+
+// RestartCauses counts worker replacements by cause: crash, kill, hung,
+// restart, reload, recycle, stop.
+func (s *Supervisor) RestartCauses() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int64, len(s.causes))
+	for k, v := range s.causes {
+		out[k] = v
+	}
+	return out
 }
 
 // Process returns the slot's live worker, or nil.
@@ -263,12 +402,10 @@ func (s *Supervisor) Process(i int) *Worker {
 	if err != nil {
 		return nil
 	}
-	sl.mu.Lock()
-	defer sl.mu.Unlock()
-	if sl.cur == nil {
-		return nil
+	if p := sl.live(); p != nil {
+		return p.worker
 	}
-	return sl.cur.worker
+	return nil
 }
 
 func (s *Supervisor) event(slot int, kind, msg string) {

@@ -1,8 +1,7 @@
 package store
 
 import (
-	"bytes"
-	"encoding/binary"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,6 +9,120 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 )
+
+// Create implements Store.
+func (s *boltStore) Create(ctx context.Context, recs []*Record) ([]CreateResult, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	req := &createReq{
+		recs: recs,
+		enc:  make([][]byte, len(recs)),
+		res:  make([]CreateResult, len(recs)),
+		done: make(chan error, 1),
+	}
+	for i, r := range recs {
+		if err := validate(r); err != nil {
+			return nil, fmt.Errorf("store: create: %w", err)
+		}
+		enc, err := MarshalRecord(r)
+		if err != nil {
+			return nil, fmt.Errorf("store: create: %w", err)
+		}
+		req.enc[i] = enc
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if len(recs) == 0 {
+		s.mu.Unlock()
+		return req.res, nil
+	}
+	s.creates = append(s.creates, req)
+	s.mu.Unlock()
+	s.signal()
+	select {
+	case err := <-req.done:
+		if err != nil {
+			return nil, fmt.Errorf("store: create: %w", err)
+		}
+		return req.res, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Update implements Store.
+func (s *boltStore) Update(recs ...*Record) {
+	ups := make([]*pendingUpdate, 0, len(recs))
+	var bad error
+	for _, r := range recs {
+		err := validate(r)
+		var enc []byte
+		if err == nil {
+			enc, err = MarshalRecord(r)
+		}
+		if err != nil {
+			if bad == nil {
+				bad = fmt.Errorf("store: update dropped: %w", err)
+			}
+			continue
+		}
+		ups = append(ups, &pendingUpdate{rec: r, enc: enc})
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if s.invalid == nil {
+		s.invalid = bad
+	}
+	for _, u := range ups {
+		s.pending[u.rec.ID] = u
+	}
+	s.mu.Unlock()
+	if len(ups) > 0 {
+		s.signal()
+	}
+}
+
+// Flush implements Store.
+func (s *boltStore) Flush(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	invalid := s.invalid
+	s.invalid = nil
+	s.flushes = append(s.flushes, done)
+	s.mu.Unlock()
+	s.signal()
+	select {
+	case err := <-done:
+		if err != nil {
+			err = fmt.Errorf("store: flush: %w", err)
+		}
+		return errors.Join(err, invalid)
+	case <-ctx.Done():
+		return errors.Join(ctx.Err(), invalid)
+	}
+}
+
+// signal wakes the committer.
+func (s *boltStore) signal() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
 
 // commitRetryDelay is how long the committer waits after a failed
 // transaction before it writes the re-queued Updates again.
@@ -133,14 +246,21 @@ func apply(tx *bolt.Tx, b *batch) error {
 	}
 	for _, c := range b.creates {
 		for i, r := range c.recs {
+			var key []byte
 			if r.IdempotencyKey != "" {
-				if id := bk.idem.Get([]byte(r.IdempotencyKey)); id != nil {
+				key = []byte(r.IdempotencyKey)
+				if id := bk.idem.Get(key); id != nil {
 					c.res[i] = CreateResult{ID: string(id), Existing: true}
 					continue
 				}
 			}
-			if err := bk.put(r, c.enc[i]); err != nil {
+			if err := bk.put(r, c.enc[i], false); err != nil {
 				return err
+			}
+			if key != nil {
+				if err := bk.idem.Put(key, []byte(r.ID)); err != nil {
+					return fmt.Errorf("task %q: idempotency key: %w", r.ID, err)
+				}
 			}
 			c.res[i] = CreateResult{ID: r.ID}
 		}
@@ -152,15 +272,18 @@ func apply(tx *bolt.Tx, b *batch) error {
 	slices.Sort(ids)
 	for _, id := range ids {
 		u := b.updates[id]
-		if err := bk.put(u.rec, u.enc); err != nil {
+		if err := bk.put(u.rec, u.enc, true); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// put stores r (encoded as enc) and moves its ID between the indexes.
-func (bk *buckets) put(r *Record, enc []byte) error {
+// put stores r (encoded as enc) and moves its ID between the indexes. With
+// healIdem it also registers r's idempotency key if the key is unknown: a
+// record the janitor removed while an Update of it was pending comes back
+// whole.
+func (bk *buckets) put(r *Record, enc []byte, healIdem bool) error {
 	id := []byte(r.ID)
 	newState := r.State.index()
 	newFinished := unixNano(r.FinishedAt)
@@ -203,145 +326,11 @@ func (bk *buckets) put(r *Record, enc []byte) error {
 			return fmt.Errorf("task %q: %w", r.ID, err)
 		}
 	}
-	if r.IdempotencyKey != "" {
-		// Also re-registers the key of a record the janitor removed while
-		// an Update of it was pending.
+	if healIdem && r.IdempotencyKey != "" {
 		k := []byte(r.IdempotencyKey)
 		if bk.idem.Get(k) == nil {
 			if err := bk.idem.Put(k, id); err != nil {
 				return fmt.Errorf("task %q: idempotency key: %w", r.ID, err)
-			}
-		}
-	}
-	return nil
-}
-
-// expiryKey is the key of the expiry index: the finish time as 8 bytes that
-// sort like the signed number, then the ID.
-func expiryKey(finished int64, id []byte) []byte {
-	k := make([]byte, 8, 8+len(id))
-	binary.BigEndian.PutUint64(k, uint64(finished)^(1<<63))
-	return append(k, id...)
-}
-
-// parseExpiryKey is the inverse of expiryKey.
-func parseExpiryKey(k []byte) (finished int64, id []byte, ok bool) {
-	if len(k) <= 8 {
-		return 0, nil, false
-	}
-	return int64(binary.BigEndian.Uint64(k) ^ (1 << 63)), k[8:], true
-}
-
-// janitorBatch bounds the deletions of one janitor transaction.
-const janitorBatch = 1000
-
-// janitorLoop removes expired records every JanitorInterval until Close.
-func (s *boltStore) janitorLoop() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.opt.JanitorInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			// An error here (a failing disk) is retried next tick; the
-			// committer reports the disk to the callers that wait on it.
-			_ = s.expire()
-		}
-	}
-}
-
-// expire removes terminal records finished before now-Retention, with
-// their index entries and idempotency keys, in transactions of at most
-// janitorBatch records. Records with a pending Update are left for a later
-// round.
-func (s *boltStore) expire() error {
-	cutoff := unixNano(s.opt.Now().Add(-s.opt.Retention))
-	var from []byte // resume after this expiry key
-	for {
-		select {
-		case <-s.stop:
-			return nil
-		default:
-		}
-		var keys [][]byte
-		err := s.db.View(func(tx *bolt.Tx) error {
-			bk, err := openBuckets(tx)
-			if err != nil {
-				return err
-			}
-			c := bk.expiry.Cursor()
-			k, _ := c.First()
-			if from != nil {
-				k, _ = c.Seek(from)
-				if k != nil && bytes.Equal(k, from) {
-					k, _ = c.Next()
-				}
-			}
-			for ; k != nil && len(keys) < janitorBatch; k, _ = c.Next() {
-				if at, _, ok := parseExpiryKey(k); ok && at >= cutoff {
-					break
-				}
-				keys = append(keys, bytes.Clone(k))
-			}
-			return nil
-		})
-		if err != nil || len(keys) == 0 {
-			return dbErr(err)
-		}
-		from = keys[len(keys)-1]
-		if err := s.db.Update(func(tx *bolt.Tx) error { return s.expireKeys(tx, keys) }); err != nil {
-			return dbErr(err)
-		}
-		if len(keys) < janitorBatch {
-			return nil
-		}
-	}
-}
-
-// expireKeys deletes the records named by expiry keys, checking each again
-// inside the transaction.
-func (s *boltStore) expireKeys(tx *bolt.Tx, keys [][]byte) error {
-	bk, err := openBuckets(tx)
-	if err != nil {
-		return err
-	}
-	for _, k := range keys {
-		at, id, ok := parseExpiryKey(k)
-		if !ok {
-			if err := bk.expiry.Delete(k); err != nil {
-				return err
-			}
-			continue
-		}
-		s.mu.Lock()
-		busy := s.overlayLocked(string(id)) != nil
-		s.mu.Unlock()
-		if busy {
-			continue
-		}
-		if err := bk.expiry.Delete(k); err != nil {
-			return err
-		}
-		v := bk.tasks.Get(id)
-		if v == nil {
-			continue
-		}
-		m, err := peekRecord(v)
-		if err != nil || !m.state.Terminal() || m.finishedAt != at {
-			continue // a stale entry: the record moved on
-		}
-		var idemKey []byte
-		if len(m.idemKey) > 0 {
-			idemKey = bytes.Clone(m.idemKey) // m aliases v, which Delete invalidates
-		}
-		if err := errors.Join(bk.tasks.Delete(id), bk.state[m.state.index()].Delete(id)); err != nil {
-			return err
-		}
-		if idemKey != nil && bytes.Equal(bk.idem.Get(idemKey), id) {
-			if err := bk.idem.Delete(idemKey); err != nil {
-				return err
 			}
 		}
 	}
