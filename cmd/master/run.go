@@ -45,18 +45,20 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	logger := newLogger(cfg.LogFormat, stderr)
-	m := &master{cfg: cfg, log: logger, stdout: stdout}
-	if err := m.start(); err != nil {
-		fmt.Fprintf(stderr, "master: %v\n", err)
-		m.cleanup()
-		return exitFailed
-	}
+	// Signals are caught before anything starts: SIGTTIN/SIGTTOU would
+	// otherwise stop the process, and SIGHUP end it.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 	ops := make(chan os.Signal, 4)
 	signal.Notify(ops, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
 	defer signal.Stop(ops)
+	m := &master{cfg: cfg, log: logger, stdout: stdout}
+	if err := m.start(); err != nil {
+		fmt.Fprintf(stderr, "master: %v\n", err)
+		m.cleanup()
+		return exitFailed
+	}
 	opsDone := make(chan struct{})
 	defer close(opsDone)
 	go m.operate(ops, opsDone)

@@ -43,7 +43,7 @@ type Config struct {
 	// Workers is the number of slots in use at start (default Slots);
 	// SlotCount changes it when the master scales.
 	Workers int
-	Policy Policy
+	Policy  Policy
 	// MaxQueue bounds the tasks waiting to run (default 1,000,000).
 	MaxQueue int
 	// MaxAttempts is the default for tasks that do not set one (default 3).
@@ -81,8 +81,8 @@ type Engine struct {
 	queue      fifo
 	pinned     []fifo // key-hash: tasks waiting for their slot
 	retries    delayed
-	reserved   int // queue places held by submits waiting for the store
-	waiting    int // queued tasks: queue + pinned + retries
+	reserved   int                          // queue places held by submits waiting for the store
+	waiting    int                          // queued tasks: queue + pinned + retries
 	conns      []*conn                      // the active connection of each slot
 	all        map[*supervisor.Worker]*conn // every open session, draining ones too
 	slotCount  int                          // slots in use (key-hash maps keys onto them)

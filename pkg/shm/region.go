@@ -15,7 +15,9 @@ const (
 	// Magic is the first word of every region ("ATOMFLOW" little-endian).
 	Magic uint64 = 0x574f4c464d4f5441
 	// Version is the layout version; bump it whenever the layout changes.
-	Version uint32 = 1
+	// 2: the table directory offset in the header and the tables after the
+	// slots.
+	Version uint32 = 2
 	// LineSize is the alignment of every part of the region.
 	LineSize = 128
 	// SlotSize is the size of one worker slot: identity, then two worker
@@ -34,6 +36,7 @@ const (
 	offMaster   = 24
 	offCreated  = 32
 	offCounters = 40
+	offTableDir = 48 // int64: where the table directory starts, 0 for none
 )
 
 // Header is the region's first line, as read by Open.
@@ -56,6 +59,8 @@ type Region struct {
 	owner    bool
 	readOnly bool
 	writers  []sync.Mutex // per-slot identity writers (master side)
+	tables   []*Table     // set once by Create or Open, then read only
+	lockID   uint64       // this process's table lock token
 }
 
 // Size returns the size in bytes of a region with n slots.
@@ -65,22 +70,34 @@ func Size(n int) int {
 
 // Create makes a new region file at path with n slots, owned by the calling
 // process (the master). It fails if the file exists: a stale region is
-// removed by the caller and replaced, never reused.
+// removed by the caller and replaced, never reused. It is
+// CreateWithTables(path, n, nil).
 func Create(path string, n int) (*Region, error) {
+	return CreateWithTables(path, n, nil)
+}
+
+// CreateWithTables is Create plus the shared tables declared by specs,
+// laid out after the slots and described by a directory in the region, so
+// that Open finds them with no other input. Invalid specs give an error
+// wrapping ErrTableSpec.
+func CreateWithTables(path string, n int, specs []TableSpec) (*Region, error) {
 	if n < 1 || n > MaxSlots {
 		return nil, fmt.Errorf("shm: create %s: slot count %d outside 1..%d", path, n, MaxSlots)
 	}
+	if err := checkSpecs(specs); err != nil {
+		return nil, fmt.Errorf("shm: create %s: %w", path, err)
+	}
+	layouts, size := regionLayout(n, specs)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("shm: create: %w", err)
 	}
 	defer f.Close()
-	size := Size(n)
-	if err := f.Truncate(int64(size)); err != nil {
+	if err := f.Truncate(size); err != nil {
 		_ = os.Remove(path)
 		return nil, fmt.Errorf("shm: create %s: size: %w", path, err)
 	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	mem, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		_ = os.Remove(path)
 		return nil, fmt.Errorf("shm: create %s: mmap: %w", path, err)
@@ -88,10 +105,14 @@ func Create(path string, n int) (*Region, error) {
 	r := &Region{mem: mem, path: path, slots: n, owner: true, writers: make([]sync.Mutex, n)}
 	r.u32(offVersion).Store(Version)
 	r.u32(offVersion + 4).Store(uint32(n))
-	r.i64(offSize).Store(int64(size))
+	r.i64(offSize).Store(size)
 	r.i64(offMaster).Store(int64(os.Getpid()))
 	r.i64(offCreated).Store(time.Now().UnixNano())
 	r.i64(offCounters).Store(int64(numCounters))
+	if len(specs) > 0 {
+		r.writeDir(n, specs, layouts)
+	}
+	r.attachTables(specs, layouts)
 	// The magic goes last: a reader that sees it sees a complete header.
 	r.u64(offMagic).Store(Magic)
 	return r, nil
@@ -130,42 +151,50 @@ func Open(path string, opt OpenOptions) (*Region, error) {
 		return nil, fmt.Errorf("shm: open %s: mmap: %w", path, err)
 	}
 	r := &Region{mem: mem, path: path, readOnly: opt.ReadOnly}
-	if err := r.verify(st.Size(), opt); err != nil {
+	specs, layouts, err := r.verify(st.Size(), opt)
+	if err != nil {
 		_ = unix.Munmap(mem)
 		return nil, fmt.Errorf("shm: open %s: %w", path, err)
 	}
 	r.writers = make([]sync.Mutex, r.slots)
+	r.attachTables(specs, layouts)
 	return r, nil
 }
 
-func (r *Region) verify(fileSize int64, opt OpenOptions) error {
+func (r *Region) verify(fileSize int64, opt OpenOptions) ([]TableSpec, []layout, error) {
 	if m := r.u64(offMagic).Load(); m != Magic {
-		return fmt.Errorf("magic %#x: %w", m, ErrBadMagic)
+		return nil, nil, fmt.Errorf("magic %#x: %w", m, ErrBadMagic)
 	}
 	if v := r.u32(offVersion).Load(); v != Version {
-		return fmt.Errorf("region version %d, this build %d: %w", v, Version, ErrVersion)
+		return nil, nil, fmt.Errorf("region version %d, this build %d: %w", v, Version, ErrVersion)
 	}
 	n := int(r.u32(offVersion + 4).Load())
 	if n < 1 || n > MaxSlots {
-		return fmt.Errorf("slot count %d: %w", n, ErrSize)
+		return nil, nil, fmt.Errorf("slot count %d: %w", n, ErrSize)
 	}
 	if c := r.i64(offCounters).Load(); c != int64(numCounters) {
-		return fmt.Errorf("region has %d counters, this build %d: %w", c, numCounters, ErrVersion)
+		return nil, nil, fmt.Errorf("region has %d counters, this build %d: %w", c, numCounters, ErrVersion)
+	}
+	// The tables (if any) follow the slots; their directory says how big
+	// the region must be.
+	specs, layouts, want, err := r.readDir(n)
+	if err != nil {
+		return nil, nil, err
 	}
 	size := r.i64(offSize).Load()
-	if size != int64(Size(n)) || size != fileSize {
-		return fmt.Errorf("header size %d, %d slots need %d, file is %d: %w", size, n, Size(n), fileSize, ErrSize)
+	if size != want || size != fileSize {
+		return nil, nil, fmt.Errorf("header size %d, %d slots and %d tables need %d, file is %d: %w", size, n, len(specs), want, fileSize, ErrSize)
 	}
 	if opt.Slot >= n {
-		return fmt.Errorf("slot %d of %d: %w", opt.Slot, n, ErrSlot)
+		return nil, nil, fmt.Errorf("slot %d of %d: %w", opt.Slot, n, ErrSlot)
 	}
 	if opt.MasterPID != 0 {
 		if pid := int(r.i64(offMaster).Load()); pid != opt.MasterPID {
-			return fmt.Errorf("region master pid %d, expected %d: %w", pid, opt.MasterPID, ErrMaster)
+			return nil, nil, fmt.Errorf("region master pid %d, expected %d: %w", pid, opt.MasterPID, ErrMaster)
 		}
 	}
 	r.slots = n
-	return nil
+	return specs, layouts, nil
 }
 
 // Path returns the file the region maps.

@@ -19,6 +19,9 @@ import (
 // cross-process atomics on one MAP_SHARED file.
 func TestMain(m *testing.M) {
 	if os.Getenv("GO_WANT_HELPER_PROCESS") == "1" {
+		if h := tableHelper(os.Getenv("SHM_HELPER")); h != nil {
+			os.Exit(h())
+		}
 		os.Exit(helper())
 	}
 	os.Exit(m.Run())

@@ -13,25 +13,30 @@ import (
 
 // verifyFile proves that the non-empty file at path is a healthy bbolt
 // database before anything opens it for writing: bbolt's writable Open
-// rebuilds the free list by walking every page and panics (in a goroutine
-// of its own, beyond any recover) on a damaged one.
+// rebuilds the free list by walking every page, and on a damaged one it
+// panics while a goroutine of its own goes on reading the mapping, or
+// faults outright; neither can be recovered.
 //
-// The file is opened read-only (a shared lock, so a second master still
-// gets ErrLocked) and walked: every page of every bucket through cursors,
-// keys strictly ascending, every task record's wire format, state and ID,
-// with faults on the mapping and bbolt's assertion panics turned into
-// ErrCorrupt. Only then does bbolt's Tx.Check run, whose own goroutine
-// would crash the process on a page the walk had not proven readable.
+// The file is opened read-only first (a shared lock, so a second master
+// still gets ErrLocked, and bbolt validates the meta pages). Holding that
+// lock, checkPages proves the page structure from the file's bytes, then
+// walk reads every bucket through bbolt's cursors: keys strictly
+// ascending, entries of the shapes the store writes, every task record's
+// wire format, state and ID. Faults on the mapping and bbolt's assertion
+// panics during the walk become ErrCorrupt.
 func verifyFile(path string, lockTimeout time.Duration) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("store: open %s: %w", path, err)
-	}
 	db, err := openReadOnly(path, lockTimeout)
 	if err != nil {
 		return err
 	}
-	err = walk(db, fi.Size())
+	// The shared lock is held from here on: nobody writes while we read.
+	fi, err := os.Stat(path)
+	if err == nil {
+		err = checkPages(path, db.Info().PageSize, fi.Size())
+	}
+	if err == nil {
+		err = walk(db, fi.Size())
+	}
 	if cerr := db.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
@@ -73,20 +78,6 @@ func walk(db *bolt.DB, fileSize int64) (err error) {
 			return walkBucket(string(name), b, fileSize)
 		}); err != nil {
 			return err
-		}
-		// Every page is readable; now bbolt's own consistency check (key
-		// ranges across branch pages, pages referenced twice, ...), which
-		// is what the writable Open's free-list rebuild would panic on. It
-		// runs in a goroutine of its own and recovers its panics; the walk
-		// above made sure its page reads cannot fault.
-		var first error
-		for err := range tx.Check() {
-			if first == nil {
-				first = err
-			}
-		}
-		if first != nil {
-			return fmt.Errorf("%w: %w", ErrCorrupt, first)
 		}
 		return nil
 	})

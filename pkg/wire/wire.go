@@ -30,8 +30,8 @@ const (
 	EnvShm        = "ATOMICFLOW_WORKER_SHM"
 	// EnvHalf is the half (0 or 1) of the slot the worker writes; a reload
 	// runs the new process in the other half.
-	EnvHalf = "ATOMICFLOW_WORKER_HALF"
-	EnvCapacity   = "ATOMICFLOW_WORKER_CAPACITY"
+	EnvHalf     = "ATOMICFLOW_WORKER_HALF"
+	EnvCapacity = "ATOMICFLOW_WORKER_CAPACITY"
 	// EnvLifeline names the file descriptor of the read end of a pipe whose
 	// write end only the master holds: EOF on it means the master is gone.
 	EnvLifeline = "ATOMICFLOW_WORKER_LIFELINE_FD"

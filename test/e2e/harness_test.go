@@ -51,6 +51,7 @@ func TestMain(m *testing.M) {
 		{"build", "-race", "-o", bins.master, "./cmd/master"},
 		{"build", "-o", bins.worker, "./cmd/worker"},
 		{"build", "-o", bins.testworker, "./test/e2e/testdata/testworker"},
+		{"build", "-race", "-o", filepath.Join(dir, "flowctl"), "./cmd/flowctl"},
 	}
 	for _, b := range builds {
 		cmd := exec.Command("go", b...)

@@ -1,7 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"strconv"
+	"syscall"
 	"path/filepath"
 	"regexp"
 	"testing"
@@ -29,4 +33,28 @@ func storeStates(t *testing.T, dataDir string, ids []string) map[string]int {
 		out[string(r.State)]++
 	}
 	return out
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Sys().(*syscall.Stat_t).Ino
+}
+
+func sameContent(t *testing.T, a, b string) bool {
+	t.Helper()
+	x, err := os.ReadFile(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := os.ReadFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Equal(x, y)
 }
