@@ -738,6 +738,9 @@
     if (f && state.dirty) {
       state.dirty = false;
       renderHeader(f);
+      // The seq of the frame the page shows, so that tests (and a person in
+      // the inspector) can tell two pages showing the same frame.
+      document.body.dataset.frameSeq = String(f.seq);
       renderSparkline(f);
       renderWorkers(f);
       renderEvents(f);

@@ -121,7 +121,7 @@ func cmdScale(ctx context.Context, a *app, cmd *command, args []string) error {
 		return err
 	}
 	if !*wait {
-		fmt.Fprintf(a.stdout, "scaling to %d workers\n", n)
+		fmt.Fprintf(a.stdout, "scaling to %s\n", plural(n, "worker"))
 		return nil
 	}
 	err = c.pollWorkers(ctx, *timeout, func(ws []worker) bool {
@@ -131,7 +131,7 @@ func cmdScale(ctx context.Context, a *app, cmd *command, args []string) error {
 	if err != nil {
 		return fmt.Errorf("scale to %d: %w", n, err)
 	}
-	fmt.Fprintf(a.stdout, "%d workers ready in %.2fs\n", n, time.Since(start).Seconds())
+	fmt.Fprintf(a.stdout, "%s ready in %.2fs\n", plural(n, "worker"), time.Since(start).Seconds())
 	return nil
 }
 
@@ -184,7 +184,7 @@ func cmdReload(ctx context.Context, a *app, cmd *command, args []string) error {
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
-	fmt.Fprintf(a.stdout, "reloaded %d workers in %.2fs\n", want, time.Since(start).Seconds())
+	fmt.Fprintf(a.stdout, "reloaded %s in %.2fs\n", plural(want, "worker"), time.Since(start).Seconds())
 	return nil
 }
 

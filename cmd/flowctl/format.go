@@ -44,3 +44,11 @@ func printJSON(w io.Writer, v any) error {
 	}
 	return nil
 }
+
+// plural is "1 worker", "3 workers".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

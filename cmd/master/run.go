@@ -22,6 +22,7 @@ import (
 	"github.com/atomicflow/atomicflow/pkg/config"
 	"github.com/atomicflow/atomicflow/pkg/dashboard"
 	"github.com/atomicflow/atomicflow/pkg/engine"
+	"github.com/atomicflow/atomicflow/pkg/metrics"
 	"github.com/atomicflow/atomicflow/pkg/shm"
 	"github.com/atomicflow/atomicflow/pkg/store"
 	"github.com/atomicflow/atomicflow/pkg/supervisor"
@@ -126,6 +127,7 @@ type master struct {
 	lock     *os.File
 	listener net.Listener
 	store    store.Store
+	metrics  *metrics.Metrics
 	region   *shm.Region
 	shmLink  string
 	engine   *engine.Engine
@@ -158,13 +160,19 @@ func (m *master) start() error {
 		return err
 	}
 
+	m.metrics = metrics.New(metrics.Sources{Region: m.region, RestartCauses: func() map[string]int64 {
+		if m.sup == nil {
+			return nil
+		}
+		return m.sup.RestartCauses()
+	}})
 	policy, err := engine.ParsePolicy(cfg.Dispatch)
 	if err != nil {
 		return err
 	}
 	eng, err := engine.New(engine.Config{
 		Store: st, Region: m.region, Slots: m.region.Slots(), Workers: cfg.Workers, Policy: policy,
-		MaxQueue: cfg.MaxQueue, MaxAttempts: cfg.MaxAttempts, Logger: m.log,
+		MaxQueue: cfg.MaxQueue, MaxAttempts: cfg.MaxAttempts, Logger: m.log, Observer: m.metrics,
 	})
 	if err != nil {
 		return err
@@ -210,10 +218,12 @@ func (m *master) start() error {
 	apiSrv := api.New(api.Config{
 		Engine: eng, Control: sup, Region: m.region,
 		Workers:  func() any { return sampler.Workers() },
+		Ready:    func() bool { return eng.Stats().Workers > 0 },
 		MaxBatch: cfg.MaxBatch, MaxBody: cfg.MaxBodyBytes, AuthToken: cfg.AuthToken, Logger: m.log,
 	})
 	apiSrv.Register(mux)
 	mux.Handle("GET /ws", m.hub)
+	mux.Handle("GET /metrics", m.metrics.Handler())
 	mux.Handle("/", http.FileServerFS(web.FS()))
 	m.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	m.httpDone = make(chan struct{})

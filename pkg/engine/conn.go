@@ -264,6 +264,7 @@ func (e *Engine) WorkerGone(w *supervisor.Worker) {
 // complete applies a batch of results from c.
 func (e *Engine) complete(c *conn, results []*pb.TaskResult) {
 	var ups []*store.Record
+	var obs []observation
 	done, retried := int64(0), int64(0)
 	e.mu.Lock()
 	for _, r := range results {
@@ -273,6 +274,9 @@ func (e *Engine) complete(c *conn, results []*pb.TaskResult) {
 		}
 		delete(c.inflight, r.Id)
 		done++
+		if e.cfg.Observer != nil {
+			obs = append(obs, observation{t.rec.Kind, outcomeName(r.Outcome, t), time.Duration(r.FinishedUnixNano - r.StartedUnixNano)})
+		}
 		if r.StartedUnixNano != 0 {
 			t.rec.StartedAt = time.Unix(0, r.StartedUnixNano)
 		}
@@ -316,7 +320,34 @@ func (e *Engine) complete(c *conn, results []*pb.TaskResult) {
 	if len(ups) > 0 {
 		e.store.Update(ups...)
 	}
+	for _, o := range obs {
+		e.cfg.Observer.TaskDone(o.kind, o.outcome, o.d)
+	}
 	e.wake()
+}
+
+type observation struct {
+	kind, outcome string
+	d             time.Duration
+}
+
+// outcomeName names an attempt's outcome for metrics; t's state is the
+// one complete just gave it.
+func outcomeName(o pb.Outcome, t *task) string {
+	switch o {
+	case pb.Outcome_OUTCOME_SUCCEEDED:
+		return "succeeded"
+	case pb.Outcome_OUTCOME_TIMEOUT:
+		return "timeout"
+	case pb.Outcome_OUTCOME_CANCELED:
+		return "canceled"
+	case pb.Outcome_OUTCOME_UNKNOWN_KIND:
+		return "unknown_kind"
+	}
+	if t.rec.Attempts < t.rec.MaxAttempts && !t.canceled {
+		return "retry"
+	}
+	return "dead"
 }
 
 func (e *Engine) progress(c *conn, ps []*pb.Progress) {

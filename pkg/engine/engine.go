@@ -58,6 +58,14 @@ type Config struct {
 	// BatchSize caps the tasks in one message to a worker (default 1024).
 	BatchSize int
 	Logger    *slog.Logger
+	// Observer, when set, is told about every attempt that ended.
+	Observer Observer
+}
+
+// Observer is told about every task attempt that ended, outside the
+// engine's lock (metrics).
+type Observer interface {
+	TaskDone(kind, outcome string, d time.Duration)
 }
 
 // Submission is one task to accept.

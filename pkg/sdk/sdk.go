@@ -23,6 +23,10 @@ type Task struct {
 	Attempt int
 	// Deadline is zero when the task has no timeout.
 	Deadline time.Time
+	// Env is the worker process's shared state: the region and its tables
+	// (see Table). Serve sets it; a test that calls a handler directly
+	// sets it with NewEnv.
+	Env *Env
 
 	progress func(fraction float64, msg string)
 }

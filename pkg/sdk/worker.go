@@ -26,6 +26,7 @@ type worker struct {
 	cfg    Config
 	region *shm.Region
 	slot   *shm.Half // the part of our slot this process writes
+	env    *Env
 	logger hclog.Logger
 	sem    chan struct{}
 
@@ -47,6 +48,7 @@ func newWorker(cfg Config, region *shm.Region, slot, half int, logger hclog.Logg
 		cfg:      cfg,
 		region:   region,
 		slot:     s,
+		env:      NewEnv(region, slot),
 		logger:   logger,
 		sem:      make(chan struct{}, cfg.Capacity),
 		running:  make(map[string]context.CancelFunc),
@@ -147,7 +149,7 @@ func (w *worker) run(ctx context.Context, spec *pb.TaskSpec, deadline time.Time,
 	}
 	t := &Task{
 		ID: spec.Id, Kind: spec.Kind, Payload: spec.Payload, Key: spec.Key,
-		Attempt: int(spec.Attempt), Deadline: deadline,
+		Attempt: int(spec.Attempt), Deadline: deadline, Env: w.env,
 		progress: func(f float64, msg string) { out.progress(spec.Id, f, msg) },
 	}
 	output, err := h(ctx, t)

@@ -654,27 +654,28 @@ func TestTableLockHolderKilled(t *testing.T) {
 				t.Fatalf("Get while locked: %v %v %v", row, ok, err)
 			}
 
+			killed := time.Now()
 			if err := holder.cmd.Process.Kill(); err != nil {
 				t.Fatal(err)
 			}
-			killed := time.Now()
 			if reaped {
 				_ = holder.cmd.Wait()
 			}
+			// The parent and the waiting child both want the lock: whichever
+			// gets it first took it over from the dead holder.
 			n, err := tab.Incr("k", "count", 1)
-			took := time.Since(killed)
+			parentAt := time.Now()
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("parent's Incr after the kill took %v (bound %v)", took, shm.LockRecoveryBound)
-			if took > 5*shm.LockRecoveryBound {
-				t.Errorf("lock recovery took %v, documented bound %v", took, shm.LockRecoveryBound)
-			}
 			line := waiter.expect(t, "first ")
-			at, _ := strconv.ParseInt(strings.TrimPrefix(line, "first "), 10, 64)
-			t.Logf("waiting child's first Incr %v after the kill", time.Unix(0, at).Sub(killed))
-			if d := time.Unix(0, at).Sub(killed); d > 5*shm.LockRecoveryBound {
-				t.Errorf("waiting child recovered the lock %v after the kill, documented bound %v", d, shm.LockRecoveryBound)
+			ns, _ := strconv.ParseInt(strings.TrimPrefix(line, "first "), 10, 64)
+			childAt := time.Unix(0, ns)
+			recovered := min(parentAt.Sub(killed), childAt.Sub(killed))
+			t.Logf("lock taken over %v after the kill (parent's Incr done after %v, child's first after %v; bound %v)",
+				recovered, parentAt.Sub(killed), childAt.Sub(killed), shm.LockRecoveryBound)
+			if recovered > 5*shm.LockRecoveryBound { // slack for -race on a loaded machine
+				t.Errorf("lock recovery took %v, documented bound %v", recovered, shm.LockRecoveryBound)
 			}
 			if err := waiter.cmd.Wait(); err != nil {
 				t.Fatalf("waiter: %v", err)

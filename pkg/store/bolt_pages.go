@@ -90,7 +90,7 @@ func checkPages(path string, pageSize int, fileSize int64) error {
 			return err
 		}
 	}
-	_, err = c.visit(m.root, 0, nil, nil)
+	_, _, err = c.visit(m.root, 0, nil, nil)
 	return err
 }
 
@@ -151,16 +151,19 @@ func (c *pageChecker) page(id uint64, what string) ([]byte, uint16, error) {
 }
 
 // visit checks the tree rooted at page id, whose keys must lie in
-// [minKey, maxKey) (nil: unbounded), and returns its largest key. The key
-// rules are those of bbolt's Tx.Check, which the free-list rebuild of a
-// writable Open applies and panics on.
-func (c *pageChecker) visit(id uint64, depth int, minKey, maxKey []byte) ([]byte, error) {
+// [minKey, maxKey) (nil: unbounded), and returns its smallest and largest
+// keys. The order rules are those of bbolt's Tx.Check, which the free-list
+// rebuild of a writable Open applies and panics on. On top of them every
+// branch key must equal the first key of its child, as bbolt always writes
+// it: rebalancing finds a child in its parent by that key, and a child it
+// cannot find is freed while still linked, which panics later.
+func (c *pageChecker) visit(id uint64, depth int, minKey, maxKey []byte) (first, last []byte, err error) {
 	if depth > maxTreeDepth {
-		return nil, fmt.Errorf("%w: page tree deeper than %d", ErrCorrupt, maxTreeDepth)
+		return nil, nil, fmt.Errorf("%w: page tree deeper than %d", ErrCorrupt, maxTreeDepth)
 	}
 	p, flags, err := c.page(id, "tree")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	switch flags {
 	case branchPageFlag:
@@ -168,7 +171,7 @@ func (c *pageChecker) visit(id uint64, depth int, minKey, maxKey []byte) ([]byte
 	case leafPageFlag:
 		return c.leaf(id, p, depth, minKey, maxKey)
 	}
-	return nil, fmt.Errorf("%w: page %d has type flags %#x, want branch or leaf", ErrCorrupt, id, flags)
+	return nil, nil, fmt.Errorf("%w: page %d has type flags %#x, want branch or leaf", ErrCorrupt, id, flags)
 }
 
 // keyInRange applies bbolt's order rules to key i of page id: the first key
@@ -195,49 +198,52 @@ func elements(id uint64, p []byte) (int, error) {
 }
 
 // branch checks a branch page and its children; see visit.
-func (c *pageChecker) branch(id uint64, p []byte, depth int, minKey, maxKey []byte) ([]byte, error) {
+func (c *pageChecker) branch(id uint64, p []byte, depth int, minKey, maxKey []byte) (first, last []byte, err error) {
 	n, err := elements(id, p)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("%w: branch page %d is empty", ErrCorrupt, id)
+		return nil, nil, fmt.Errorf("%w: branch page %d is empty", ErrCorrupt, id)
 	}
 	keys := make([][]byte, n)
 	for i := range n {
 		e := pageHeaderSize + i*elementSize
 		pos, ksize := uint64(le32(p[e:])), uint64(le32(p[e+4:]))
 		if uint64(e)+pos+ksize > uint64(len(p)) {
-			return nil, fmt.Errorf("%w: branch page %d: key %d outside the page", ErrCorrupt, id, i)
+			return nil, nil, fmt.Errorf("%w: branch page %d: key %d outside the page", ErrCorrupt, id, i)
 		}
 		keys[i] = p[uint64(e)+pos : uint64(e)+pos+ksize]
 	}
 	prev := minKey
-	var largest []byte
 	for i := range n {
 		if err := keyInRange(id, i, keys[i], prev, maxKey); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		upper := maxKey
 		if i < n-1 {
 			upper = keys[i+1]
 		}
 		e := pageHeaderSize + i*elementSize
-		largest, err = c.visit(le64(p[e+8:]), depth+1, keys[i], upper)
+		child := le64(p[e+8:])
+		cfirst, clast, err := c.visit(child, depth+1, keys[i], upper)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		prev = largest
+		if !bytes.Equal(cfirst, keys[i]) {
+			return nil, nil, fmt.Errorf("%w: branch page %d: key %d (%x) differs from the first key of page %d (%x)", ErrCorrupt, id, i, keys[i], child, cfirst)
+		}
+		prev = clast
 	}
-	return largest, nil
+	return keys[0], prev, nil
 }
 
 // leaf checks a leaf page (a real one, or with nil bounds an inline
 // bucket's) and the buckets it holds; see visit.
-func (c *pageChecker) leaf(id uint64, p []byte, depth int, minKey, maxKey []byte) ([]byte, error) {
+func (c *pageChecker) leaf(id uint64, p []byte, depth int, minKey, maxKey []byte) (first, last []byte, err error) {
 	n, err := elements(id, p)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	prev := minKey
 	for i := range n {
@@ -246,11 +252,14 @@ func (c *pageChecker) leaf(id uint64, p []byte, depth int, minKey, maxKey []byte
 		ksize, vsize := uint64(le32(p[e+8:])), uint64(le32(p[e+12:]))
 		kstart := uint64(e) + pos
 		if kstart+ksize+vsize > uint64(len(p)) {
-			return nil, fmt.Errorf("%w: leaf page %d: entry %d outside the page", ErrCorrupt, id, i)
+			return nil, nil, fmt.Errorf("%w: leaf page %d: entry %d outside the page", ErrCorrupt, id, i)
 		}
 		key := p[kstart : kstart+ksize]
+		if i == 0 {
+			first = key
+		}
 		if err := keyInRange(id, i, key, prev, maxKey); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		prev = key
 		if flags&bucketLeafFlag == 0 {
@@ -258,29 +267,29 @@ func (c *pageChecker) leaf(id uint64, p []byte, depth int, minKey, maxKey []byte
 		}
 		v := p[kstart+ksize : kstart+ksize+vsize]
 		if len(v) < bucketHeaderSize {
-			return nil, fmt.Errorf("%w: leaf page %d: bucket entry %d of %d bytes", ErrCorrupt, id, i, len(v))
+			return nil, nil, fmt.Errorf("%w: leaf page %d: bucket entry %d of %d bytes", ErrCorrupt, id, i, len(v))
 		}
 		if depth > maxTreeDepth {
-			return nil, fmt.Errorf("%w: buckets nested deeper than %d", ErrCorrupt, maxTreeDepth)
+			return nil, nil, fmt.Errorf("%w: buckets nested deeper than %d", ErrCorrupt, maxTreeDepth)
 		}
 		if root := le64(v); root != 0 {
-			if _, err := c.visit(root, depth+1, nil, nil); err != nil {
-				return nil, err
+			if _, _, err := c.visit(root, depth+1, nil, nil); err != nil {
+				return nil, nil, err
 			}
 			continue
 		}
 		inline := v[bucketHeaderSize:]
 		if len(inline) < pageHeaderSize || le16(inline[8:]) != leafPageFlag {
-			return nil, fmt.Errorf("%w: leaf page %d: inline bucket %d is not a leaf", ErrCorrupt, id, i)
+			return nil, nil, fmt.Errorf("%w: leaf page %d: inline bucket %d is not a leaf", ErrCorrupt, id, i)
 		}
-		if _, err := c.leaf(id, inline, depth+1, nil, nil); err != nil {
-			return nil, err
+		if _, _, err := c.leaf(id, inline, depth+1, nil, nil); err != nil {
+			return nil, nil, err
 		}
 	}
 	if n == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	return prev, nil
+	return first, prev, nil
 }
 
 // checkFreelist checks a synced free list (files written without
