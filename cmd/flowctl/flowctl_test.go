@@ -273,7 +273,9 @@ func TestSubmit(t *testing.T) {
 	if q := f.find("GET", "/api/v1/tasks/0000000000000002"); len(q) != 1 || q[0].query != "wait=30s" {
 		t.Fatalf("wait requests %+v", q)
 	}
+	f.mu.Lock()
 	f.state = "dead"
+	f.mu.Unlock()
 	flowctl(t, env, "", "submit", "--kind", "fail", "--wait", "--json").check(t, exitFailed, []string{`"state": "dead"`}, nil)
 }
 
@@ -321,9 +323,11 @@ func TestSubmitMany(t *testing.T) {
 			f.full.Store(tt.full)
 			r := flowctl(t, map[string]string{envAddr: f.srv.URL}, tt.stdin, append([]string{"submit"}, tt.args...)...)
 			r.check(t, tt.code, tt.stdout, tt.stderr)
-			slices.Sort(f.batches)
-			if !slices.Equal(f.batches, tt.batches) {
-				t.Fatalf("batches %v, want %v", f.batches, tt.batches)
+			f.mu.Lock()
+			got := slices.Sorted(slices.Values(f.batches))
+			f.mu.Unlock()
+			if !slices.Equal(got, tt.batches) {
+				t.Fatalf("batches %v, want %v", got, tt.batches)
 			}
 		})
 	}

@@ -197,6 +197,7 @@ func (m *master) start() error {
 	if err != nil {
 		return err
 	}
+	eng.SetKillHung(sup.KillHung, cfg.HeartbeatTimeout)
 	if err := sup.Start(context.Background()); err != nil {
 		return fmt.Errorf("workers did not start: %w", err)
 	}

@@ -29,6 +29,7 @@ type conn struct {
 
 	// guarded by e.mu
 	inflight map[string]*task
+	timed    map[string]*task // the in-flight tasks that have a timeout
 	draining bool
 	gone     bool
 
@@ -147,6 +148,7 @@ func (e *Engine) WorkerReady(w *supervisor.Worker) {
 	c := &conn{
 		e: e, w: w, slot: w.Slot, capacity: max(w.Capacity, 1), stream: stream, cancel: cancel,
 		inflight: make(map[string]*task),
+		timed:    make(map[string]*task),
 		kick:     make(chan struct{}, 1),
 		drained:  make(chan struct{}),
 		recvDone: make(chan struct{}),
@@ -228,6 +230,7 @@ func (e *Engine) WorkerGone(w *supervisor.Worker) {
 	}
 	delete(e.all, w)
 	redelivered := int64(0)
+	clear(c.timed)
 	for id, t := range c.inflight {
 		delete(c.inflight, id)
 		switch {
@@ -273,6 +276,7 @@ func (e *Engine) complete(c *conn, results []*pb.TaskResult) {
 			continue
 		}
 		delete(c.inflight, r.Id)
+		delete(c.timed, r.Id)
 		done++
 		if e.cfg.Observer != nil {
 			obs = append(obs, observation{t.rec.Kind, outcomeName(r.Outcome, t), time.Duration(r.FinishedUnixNano - r.StartedUnixNano)})

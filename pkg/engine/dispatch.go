@@ -1,16 +1,20 @@
 package engine
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/atomicflow/atomicflow/pkg/shm"
 	"github.com/atomicflow/atomicflow/pkg/store"
+	"github.com/atomicflow/atomicflow/pkg/supervisor"
 	pb "github.com/atomicflow/atomicflow/proto/atomicflow/v1"
 )
 
 func (e *Engine) dispatchLoop() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	watch := time.NewTicker(500 * time.Millisecond)
+	defer watch.Stop()
 	for {
 		select {
 		case <-e.stop:
@@ -18,6 +22,9 @@ func (e *Engine) dispatchLoop() {
 			return
 		case <-e.kick:
 		case <-timer.C:
+		case now := <-watch.C:
+			e.findHung(now)
+			continue
 		}
 		next := e.dispatch()
 		timer.Stop()
@@ -96,6 +103,9 @@ func (d *dispatchRun) assign(c *conn, t *task) {
 	t.rec.StartedAt = d.now
 	t.conn = c
 	c.inflight[t.rec.ID] = t
+	if t.rec.TimeoutMs > 0 {
+		c.timed[t.rec.ID] = t
+	}
 	e.waiting--
 	d.updates = append(d.updates, recCopy(&t.rec))
 	if d.specs == nil {
@@ -226,5 +236,38 @@ func (d *dispatchRun) keyHash() {
 			return
 		}
 		d.assign(c, t)
+	}
+}
+
+// findHung looks for tasks that outlived their timeout by more than the
+// grace: their handler ignores its context, so the worker is killed and
+// its tasks delivered again, like a crash.
+func (e *Engine) findHung(now time.Time) {
+	if e.cfg.KillHung == nil {
+		return
+	}
+	type hung struct {
+		w      *supervisor.Worker
+		reason string
+	}
+	var found []hung
+	e.mu.Lock()
+	for _, c := range e.all {
+		if c.gone {
+			continue
+		}
+		for _, t := range c.timed {
+			limit := time.Duration(t.rec.TimeoutMs)*time.Millisecond + e.cfg.HungGrace
+			if over := now.Sub(t.rec.StartedAt); over > limit {
+				found = append(found, hung{c.w, fmt.Sprintf("task %s (%s) ran %v, timeout %dms plus grace %v",
+					t.rec.ID, t.rec.Kind, over.Round(time.Millisecond), t.rec.TimeoutMs, e.cfg.HungGrace)})
+				break
+			}
+		}
+	}
+	e.mu.Unlock()
+	for _, h := range found {
+		e.cfg.Logger.Warn("worker hung: a task ignores its timeout, killing the worker", "slot", h.w.Slot, "pid", h.w.PID, "reason", h.reason)
+		e.cfg.KillHung(h.w, h.reason)
 	}
 }

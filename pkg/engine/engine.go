@@ -60,6 +60,11 @@ type Config struct {
 	Logger    *slog.Logger
 	// Observer, when set, is told about every attempt that ended.
 	Observer Observer
+	// KillHung, when set, is called for a worker running a task that
+	// outlived its timeout by more than HungGrace: the handler ignores its
+	// context, so the process is treated as hung and replaced.
+	KillHung  func(w *supervisor.Worker, reason string)
+	HungGrace time.Duration // default 5s
 }
 
 // Observer is told about every task attempt that ended, outside the
@@ -147,6 +152,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 1024
+	}
+	if cfg.HungGrace <= 0 {
+		cfg.HungGrace = 5 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -589,6 +597,17 @@ func (e *Engine) Shutdown(ctx context.Context) (finished, unfinished int) {
 	e.idle = nil
 	e.mu.Unlock()
 	return finished, unfinished
+}
+
+// SetKillHung sets the hung-task hook and its grace (the supervisor is
+// made after the engine). Call it before Start.
+func (e *Engine) SetKillHung(kill func(w *supervisor.Worker, reason string), grace time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.cfg.KillHung = kill
+	if grace > 0 {
+		e.cfg.HungGrace = grace
+	}
 }
 
 // SlotCount sets the number of slots in use (the master scaled). Keys then

@@ -277,6 +277,21 @@ func (s *Supervisor) Kill(i int) error {
 	return nil
 }
 
+// KillHung kills w if it is still its slot's current process: it was
+// found hung (reason says why); the slot forks a new one.
+func (s *Supervisor) KillHung(w *Worker, reason string) {
+	sl, err := s.slot(w.Slot)
+	if err != nil {
+		return
+	}
+	if p := sl.live(); p == nil || p.worker != w {
+		return
+	}
+	if sl.kill("hung") == nil {
+		s.event(w.Slot, "killed", fmt.Sprintf("pid %d hung: %s", w.PID, reason))
+	}
+}
+
 // Restart replaces the slot's worker with a fresh process: the new one
 // starts, and once it is ready the old one drains (its tasks finish, its
 // stop hooks run) and stops. It returns once the restart is under way.

@@ -26,7 +26,7 @@ import (
 
 // bins holds the binaries built once for all tests.
 var bins struct {
-	dir, master, worker, testworker string
+	dir, master, worker, testworker, custom string
 }
 
 func TestMain(m *testing.M) {
@@ -39,6 +39,7 @@ func TestMain(m *testing.M) {
 	bins.master = filepath.Join(dir, "master")
 	bins.worker = filepath.Join(dir, "worker")
 	bins.testworker = filepath.Join(dir, "testworker")
+	bins.custom = filepath.Join(dir, "custom-worker")
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -51,6 +52,7 @@ func TestMain(m *testing.M) {
 		{"build", "-race", "-o", bins.master, "./cmd/master"},
 		{"build", "-o", bins.worker, "./cmd/worker"},
 		{"build", "-o", bins.testworker, "./test/e2e/testdata/testworker"},
+		{"build", "-o", bins.custom, "./examples/custom-worker"},
 		{"build", "-race", "-o", filepath.Join(dir, "flowctl"), "./cmd/flowctl"},
 	}
 	for _, b := range builds {

@@ -121,3 +121,43 @@ func TestRecycleAfterMaxTasks(t *testing.T) {
 		}
 	}
 }
+
+func TestRecycleAboveMaxRSS(t *testing.T) {
+	m := startMaster(t, options{workers: 1, args: []string{"--worker-bin", bins.testworker, "--max-worker-rss", "100MiB"}})
+	before := m.waitReady(1)
+	var id struct{ ID string }
+	m.do("POST", "/api/v1/tasks", map[string]any{"kind": "alloc", "payload": map[string]any{"mib": 150}}, &id)
+	var v taskView
+	m.getJSON("/api/v1/tasks/"+id.ID+"?wait=10s", &v)
+	if v.State != "succeeded" {
+		t.Fatalf("alloc task %+v", v)
+	}
+	m.logs.waitFor(t, regexMust(`msg="worker recycling" slot=0 pid=\d+ reason="recycle: rss`), 10*time.Second)
+	waitFor(t, 10*time.Second, "a recycled worker", func() bool {
+		w := m.workers()[0]
+		return w.State == "ready" && w.PID != before[0].PID
+	})
+}
+
+func TestTaskIgnoringItsTimeoutGetsWorkerReplaced(t *testing.T) {
+	m := startMaster(t, options{workers: 2, args: []string{"--worker-bin", bins.testworker, "--heartbeat-timeout", "1s"}})
+	before := m.waitReady(2)
+	var id struct{ ID string }
+	m.do("POST", "/api/v1/tasks", map[string]any{"kind": "stubborn", "timeout_ms": 200, "max_attempts": 1}, &id)
+	m.logs.waitFor(t, regexMust(`worker hung: a task ignores its timeout`), 10*time.Second)
+	var v taskView
+	m.getJSON("/api/v1/tasks/"+id.ID+"?wait=10s", &v)
+	if v.State != "dead" {
+		t.Fatalf("stubborn task: %+v", v)
+	}
+	ws := m.waitReady(2)
+	replaced := 0
+	for i := range ws {
+		if ws[i].PID != before[i].PID {
+			replaced++
+		}
+	}
+	if replaced != 1 {
+		t.Fatalf("want exactly the hung worker replaced: before %+v after %+v", before, ws)
+	}
+}

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"strconv"
-	"syscall"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/atomicflow/atomicflow/pkg/store"

@@ -1,10 +1,12 @@
 // Command testworker is the default worker plus hooks the end-to-end tests
 // need: it exits at once on start while the file named by
-// TESTWORKER_CRASH_FILE exists (a crash loop the test can switch on and off).
+// TESTWORKER_CRASH_FILE exists (a crash loop the test can switch on and off),
+// and it serves the shared-table kinds of table.go.
 package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 
 	"github.com/atomicflow/atomicflow/pkg/sdk"
@@ -18,5 +20,8 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	sdk.Serve(sdk.Config{Handlers: tasks.Handlers()})
+	handlers := tasks.Handlers()
+	maps.Copy(handlers, tableHandlers())
+	maps.Copy(handlers, stressHandlers())
+	sdk.Serve(sdk.Config{Handlers: handlers})
 }
