@@ -140,6 +140,21 @@ func newFakeMaster(t *testing.T) *fakeMaster {
 		f.mu.Unlock()
 		writeJSONTest(w, 202, map[string][]string{"ids": f.ids(len(req.Tasks))})
 	})
+	mux.HandleFunc("GET /api/v1/tasks", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		limit, _ := strconv.Atoi(q.Get("limit"))
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		out := []task{}
+		if q.Get("state") == f.state {
+			for n := 1; n <= f.nextID && len(out) < limit; n++ {
+				if id := fmt.Sprintf("%016x", n); id > q.Get("after") {
+					out = append(out, task{ID: id, State: f.state})
+				}
+			}
+		}
+		writeJSONTest(w, 200, map[string]any{"tasks": out})
+	})
 	mux.HandleFunc("GET /api/v1/tasks/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		if id == "ffff" {
@@ -306,6 +321,8 @@ func TestSubmitMany(t *testing.T) {
 			batches: []int{500, 1000, 1000}, stdout: []string{"submitted 2500 tasks in ", " tasks/s)"}},
 		{name: "count and wait", args: []string{"--kind", "echo", "--count", "10", "--batch", "4", "--wait"},
 			batches: []int{2, 4, 4}, stdout: []string{"submitted 10 tasks", "finished 10 tasks in", ": 10 succeeded"}},
+		{name: "many waited for by pages", args: []string{"--kind", "echo", "--count", "1000", "--batch", "250", "--wait"},
+			batches: []int{250, 250, 250, 250}, stdout: []string{"submitted 1000 tasks", ": 1000 succeeded"}},
 		{name: "queue full is retried", args: []string{"--kind", "echo", "--count", "3"}, full: 2,
 			batches: []int{3}, stdout: []string{"submitted 3 tasks"}},
 		{name: "file", args: []string{"--file", file, "--batch", "2"},
@@ -328,6 +345,18 @@ func TestSubmitMany(t *testing.T) {
 			f.mu.Unlock()
 			if !slices.Equal(got, tt.batches) {
 				t.Fatalf("batches %v, want %v", got, tt.batches)
+			}
+			// Waiting for many tasks reads them by pages, not one by one.
+			f.mu.Lock()
+			perTask := 0
+			for _, r := range f.requests {
+				if r.method == "GET" && strings.HasPrefix(r.path, "/api/v1/tasks/") {
+					perTask++
+				}
+			}
+			f.mu.Unlock()
+			if tt.name == "many waited for by pages" && perTask > 5 {
+				t.Fatalf("%d requests for single tasks while waiting for 1000", perTask)
 			}
 		})
 	}

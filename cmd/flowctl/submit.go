@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -217,7 +218,7 @@ func (a *app) submitMany(ctx context.Context, c *client, o *submitOptions, task 
 
 	var done atomic.Int64
 	var mu sync.Mutex
-	var got []batchIDs // with --wait
+	var ids []string // with --wait
 	bar := startProgress(a.stderr, "submitting", int64(o.count), &done)
 	start := time.Now()
 	var senders sync.WaitGroup
@@ -229,7 +230,7 @@ func (a *app) submitMany(ctx context.Context, c *client, o *submitOptions, task 
 				if ctx.Err() != nil {
 					continue // drain so the producer ends
 				}
-				ids, err := c.postBatch(ctx, b.body, b.n)
+				got, err := c.postBatch(ctx, b.body, b.n)
 				var unreachable *unreachableError
 				if errors.As(err, &unreachable) {
 					cancel(err) // about the master, not about these tasks
@@ -242,7 +243,7 @@ func (a *app) submitMany(ctx context.Context, c *client, o *submitOptions, task 
 				done.Add(int64(b.n))
 				if o.wait {
 					mu.Lock()
-					got = append(got, batchIDs{first: b.first, ids: ids})
+					ids = append(ids, got...)
 					mu.Unlock()
 				}
 			}
@@ -269,21 +270,11 @@ func (a *app) submitMany(ctx context.Context, c *client, o *submitOptions, task 
 		}
 		return fmt.Errorf("%w; %d %s were submitted before it", err, n, what)
 	}
-	fmt.Fprintf(a.stdout, "submitted %d tasks in %.2fs (%.0f tasks/s)\n", n, elapsed.Seconds(), rate(n, elapsed))
+	fmt.Fprintf(a.stdout, "submitted %s in %.2fs (%.0f tasks/s)\n", plural(int(n), "task"), elapsed.Seconds(), rate(n, elapsed))
 	if !o.wait || n == 0 {
 		return nil
 	}
-	slices.SortFunc(got, func(x, y batchIDs) int { return x.first - y.first })
-	ids := make([]string, 0, n)
-	for _, g := range got {
-		ids = append(ids, g.ids...)
-	}
 	return a.waitAll(ctx, c, ids, o)
-}
-
-type batchIDs struct {
-	first int
-	ids   []string
 }
 
 func rate(n int64, d time.Duration) float64 {
@@ -427,38 +418,152 @@ func (b *batch) explain(file string, err error) error {
 	return fmt.Errorf("tasks %d-%d: %w", b.first+1, b.first+b.n, err)
 }
 
+// sweepMin is the number of unfinished tasks above which waitAll reads
+// finished tasks a page at a time instead of one request per task.
+const sweepMin = 256
+
+// listPage is the largest page GET /api/v1/tasks returns.
+const listPage = 10000
+
 // waitAll waits for every task and prints how many ended in each state.
+//
+// One request per task would bound the wait at the API's request rate,
+// well below the rate tasks finish at. Tasks run roughly in the order they
+// were submitted, so while many are unfinished waitAll long-polls the last
+// one, then lists the finished states over the ids' range a page at a time
+// and keeps what is still unfinished; it ends with one long-poll per task
+// that is left (retried tasks, or tasks a key pinned to a busy worker).
 func (a *app) waitAll(ctx context.Context, c *client, ids []string, o *submitOptions) error {
 	if o.waitTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.waitTimeout)
 		defer cancel()
 	}
-	parallel := min(max(4*o.concurrency, 16), 64)
-	var done atomic.Int64
-	var mu sync.Mutex
-	states := map[string]int{}
-	var firstErr error
-	next := make(chan string)
-	bar := startProgress(a.stderr, "waiting", int64(len(ids)), &done)
+	w := &waiter{c: c, states: map[string]int{}}
+	bar := startProgress(a.stderr, "waiting", int64(len(ids)), &w.done)
 	start := time.Now()
+	pending := slices.Clone(ids)
+	slices.Sort(pending)
+	var err error
+	for len(pending) > sweepMin && err == nil {
+		if _, err = c.waitTask(ctx, pending[len(pending)-1]); err != nil {
+			break
+		}
+		var left []string
+		if left, err = w.sweep(ctx, pending); err == nil && len(left) == len(pending) {
+			break // the list does not show them finished yet: ask one by one
+		}
+		pending = left
+	}
+	if err == nil {
+		err = w.each(ctx, pending, min(max(4*o.concurrency, 16), 64))
+	}
+	bar.finish()
+	finished := w.done.Load()
+	summary := outcome(w.states)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) && o.waitTimeout > 0:
+		fmt.Fprintf(a.stdout, "finished %d of %d tasks before --wait-timeout %v: %s\n", finished, len(ids), o.waitTimeout, summary)
+		return exitCode(exitFailed)
+	case err != nil:
+		return fmt.Errorf("waiting for the tasks (%d of %d finished): %w", finished, len(ids), err)
+	}
+	fmt.Fprintf(a.stdout, "finished %s in %.2fs: %s\n", plural(int(finished), "task"), time.Since(start).Seconds(), summary)
+	if w.states["succeeded"] != len(ids) {
+		return exitCode(exitFailed)
+	}
+	return nil
+}
+
+// waiter tallies the outcome of the tasks it saw finish.
+type waiter struct {
+	c      *client
+	done   atomic.Int64
+	mu     sync.Mutex
+	states map[string]int
+}
+
+func (w *waiter) finished(state string, n int) {
+	w.mu.Lock()
+	w.states[state] += n
+	w.mu.Unlock()
+	w.done.Add(int64(n))
+}
+
+// sweep lists every finished state from the first to the last of the
+// sorted ids and returns the ids it did not find finished, still sorted.
+func (w *waiter) sweep(ctx context.Context, sorted []string) ([]string, error) {
+	left := make(map[string]bool, len(sorted))
+	for _, id := range sorted {
+		left[id] = true
+	}
+	first, last := sorted[0], sorted[len(sorted)-1]
+	for _, state := range []string{"succeeded", "failed", "dead", "canceled"} {
+		after := before(first)
+		for {
+			var page struct {
+				Tasks []struct {
+					ID string `json:"id"`
+				} `json:"tasks"`
+			}
+			q := url.Values{"state": {state}, "limit": {strconv.Itoa(listPage)}, "after": {after}}
+			if err := w.c.do(ctx, http.MethodGet, "/api/v1/tasks?"+q.Encode(), nil, &page, 0); err != nil {
+				return nil, err
+			}
+			n, past := 0, false
+			for _, t := range page.Tasks {
+				if t.ID > last {
+					past = true
+					break
+				}
+				if left[t.ID] {
+					delete(left, t.ID)
+					n++
+				}
+			}
+			w.finished(state, n)
+			if past || len(page.Tasks) < listPage {
+				break
+			}
+			after = page.Tasks[len(page.Tasks)-1].ID
+		}
+	}
+	out := make([]string, 0, len(left))
+	for _, id := range sorted {
+		if left[id] {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// before is the id just below id, the exclusive cursor that lists from
+// id on: ids are 16 hex digits. Any other id lists from the start.
+func before(id string) string {
+	n, err := strconv.ParseUint(id, 16, 64)
+	if err != nil || len(id) != 16 || n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%016x", n-1)
+}
+
+// each long-polls every id, parallel at a time.
+func (w *waiter) each(ctx context.Context, ids []string, parallel int) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan string)
 	var wg sync.WaitGroup
 	for range parallel {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for id := range next {
-				t, err := c.waitTask(ctx, id)
-				mu.Lock()
+				t, err := w.c.waitTask(ctx, id)
 				if err != nil {
-					if firstErr == nil {
-						firstErr = err
-					}
-				} else {
-					states[t.State]++
-					done.Add(1)
+					cancel(err)
+					continue
 				}
-				mu.Unlock()
+				w.finished(t.State, 1)
 			}
 		}()
 	}
@@ -472,21 +577,7 @@ feed:
 	}
 	close(next)
 	wg.Wait()
-	bar.finish()
-	finished := done.Load()
-	summary := outcome(states)
-	switch {
-	case errors.Is(firstErr, context.DeadlineExceeded) || (firstErr == nil && ctx.Err() != nil && finished < int64(len(ids))):
-		fmt.Fprintf(a.stdout, "finished %d of %d tasks before --wait-timeout %v: %s\n", finished, len(ids), o.waitTimeout, summary)
-		return exitCode(exitFailed)
-	case firstErr != nil:
-		return fmt.Errorf("waiting for the tasks (%d of %d finished): %w", finished, len(ids), firstErr)
-	}
-	fmt.Fprintf(a.stdout, "finished %d tasks in %.2fs: %s\n", finished, time.Since(start).Seconds(), summary)
-	if states["succeeded"] != len(ids) {
-		return exitCode(exitFailed)
-	}
-	return nil
+	return context.Cause(ctx)
 }
 
 // outcome lists the count of each state: "1998 succeeded, 2 dead".

@@ -137,6 +137,8 @@ type master struct {
 	hubDone  chan struct{}
 	http     *http.Server
 	httpDone chan struct{}
+	grpcStop context.CancelFunc
+	grpcDone chan error
 }
 
 func (m *master) start() error {
@@ -216,13 +218,23 @@ func (m *master) start() error {
 	}()
 
 	mux := http.NewServeMux()
-	apiSrv := api.New(api.Config{
+	apiCfg := api.Config{
 		Engine: eng, Control: sup, Region: m.region,
 		Workers:  func() any { return sampler.Workers() },
 		Ready:    func() bool { return eng.Stats().Workers > 0 },
 		MaxBatch: cfg.MaxBatch, MaxBody: cfg.MaxBodyBytes, AuthToken: cfg.AuthToken, Logger: m.log,
-	})
-	apiSrv.Register(mux)
+	}
+	api.New(apiCfg).Register(mux)
+	if cfg.GRPCListen != "" {
+		gln, err := api.ListenGRPC(cfg.GRPCListen)
+		if err != nil {
+			return fmt.Errorf("grpc listen on %s: %w", cfg.GRPCListen, err)
+		}
+		gctx, gstop := context.WithCancel(context.Background())
+		m.grpcStop, m.grpcDone = gstop, make(chan error, 1)
+		grpcSrv := api.NewGRPC(apiCfg)
+		go func() { m.grpcDone <- grpcSrv.Serve(gctx, gln, 2*time.Second) }()
+	}
 	mux.Handle("GET /ws", m.hub)
 	mux.Handle("GET /metrics", m.metrics.Handler())
 	mux.Handle("/", http.FileServerFS(web.FS()))
@@ -337,6 +349,12 @@ func (m *master) shutdown(hard context.Context) int {
 }
 
 func (m *master) cleanup() {
+	if m.grpcStop != nil {
+		m.grpcStop()
+		if err := <-m.grpcDone; err != nil {
+			m.log.Error("grpc server", "error", err)
+		}
+	}
 	if m.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = m.http.Shutdown(ctx)

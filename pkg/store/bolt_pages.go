@@ -22,7 +22,7 @@ import (
 //	    value size u32
 //	    pos is relative to the element; the value follows the key
 //	bucket value: root page u64, sequence u64; root 0 means an inline
-//	    bucket whose leaf page follows in the value
+//	    bucket whose leaf page (id 0, no overflow) follows in the value
 //	freelist page: count page IDs after the header; a count of 0xFFFF
 //	    means the first u64 holds the real count
 const (
@@ -279,8 +279,11 @@ func (c *pageChecker) leaf(id uint64, p []byte, depth int, minKey, maxKey []byte
 			continue
 		}
 		inline := v[bucketHeaderSize:]
-		if len(inline) < pageHeaderSize || le16(inline[8:]) != leafPageFlag {
-			return nil, nil, fmt.Errorf("%w: leaf page %d: inline bucket %d is not a leaf", ErrCorrupt, id, i)
+		// bbolt writes an inline page into a zeroed buffer: id 0 (it
+		// becomes the node's page ID, which a later write would free)
+		// and no overflow.
+		if len(inline) < pageHeaderSize || le16(inline[8:]) != leafPageFlag || le64(inline) != 0 || le32(inline[12:]) != 0 {
+			return nil, nil, fmt.Errorf("%w: leaf page %d: inline bucket %d has a bad page header", ErrCorrupt, id, i)
 		}
 		if _, _, err := c.leaf(id, inline, depth+1, nil, nil); err != nil {
 			return nil, nil, err

@@ -74,12 +74,12 @@ func walk(db *bolt.DB, fileSize int64) (err error) {
 		if tx.Size() > fileSize {
 			return fmt.Errorf("%w: the file (%d bytes) is shorter than its pages (%d bytes)", ErrCorrupt, fileSize, tx.Size())
 		}
-		if err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if b == nil {
+				return fmt.Errorf("%w: the root holds %q, which is not a bucket", ErrCorrupt, name)
+			}
 			return walkBucket(string(name), b, fileSize)
-		}); err != nil {
-			return err
-		}
-		return nil
+		})
 	})
 }
 

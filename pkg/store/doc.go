@@ -24,6 +24,14 @@
 // Updates are visible at once: until their transaction has committed they
 // live in an overlay that Get, List and NonTerminal consult before the file.
 //
+// # Retention
+//
+// A janitor goroutine removes terminal tasks that finished more than
+// Options.Retention ago (default 24h), every Options.JanitorInterval, at most
+// 1000 per transaction, together with their index entries and idempotency
+// keys (such a key may then be used again). Tasks that are not terminal are
+// never removed, however old.
+//
 // # File layout
 //
 // Buckets of the bolt file (keys and values are raw bytes):
@@ -42,10 +50,18 @@
 //
 // # Opening a file
 //
-// Open never writes to a file it cannot prove is a healthy bbolt database:
-// a non-empty file is first opened read-only and walked (every page of
-// every bucket, key order, every record decoded) with faults turned into
-// errors; only then is it opened for writing. A corrupt file yields an error
-// wrapping ErrCorrupt and is left byte-for-byte as it was. A second master on
-// the same file gets ErrLocked once Options.LockTimeout has passed.
+// Open never writes to a file it cannot prove is a healthy bbolt database.
+// bbolt itself trusts its pages: a writable Open rebuilds the free list by
+// walking all of them and panics, or faults, on a damaged one, in ways no
+// recover can catch. So a non-empty file is first opened read-only (which
+// takes the shared lock and validates the meta pages), its page structure
+// is checked from the file's bytes (bolt_pages.go: every reachable page,
+// element, key and value in bounds, bbolt's key-order rules), and every
+// bucket is walked (entries of the expected shapes, every record's wire
+// format); only then is it opened for writing. A corrupt file yields an
+// error wrapping ErrCorrupt that names the path, and is left byte-for-byte
+// as it was. A zero-length file is initialized. A second master on the same
+// file gets ErrLocked once Options.LockTimeout has passed. The check reads
+// the whole file, so Open costs time proportional to its size (about 0.1 s
+// per 100,000 tasks here).
 package store

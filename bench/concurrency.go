@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/atomicflow/atomicflow/pkg/shm"
+)
+
+const (
+	concurrencyTarget = 1_000_000
+	sleepMs           = 30_000
+	// memGuard stops submitting when master and workers together pass it
+	// (the machine has 24 GiB; the harness keeps to well under it).
+	memGuard = 12 << 30
+	// submitWindowLeft is what must be left of the first task's sleep when
+	// submitting stops: settling (≤ 3 s), the 5 s CPU window, a margin.
+	submitWindowLeft = 10 * time.Second
+)
+
+var (
+	aimBytesPerTask = atMost(4, "≤ 4 KiB")
+)
+
+// rssOf sums the RSS of the master and its ready workers.
+func rssOf(m *masterProc) (master int64, workers []int64, total int64) {
+	master, _ = rssBytes(m.PID)
+	total = master
+	for _, p := range m.WorkerPIDs() {
+		w, _ := rssBytes(p)
+		workers = append(workers, w)
+		total += w
+	}
+	return master, workers, total
+}
+
+// workersInFlight adds the in-flight counters the workers write in their
+// slots: tasks their handlers are running.
+func workersInFlight(m *masterProc) int64 {
+	n := int64(0)
+	for i := 0; i < m.Workers; i++ {
+		n += m.Region.Slot(i).Current().InFlight().Load()
+	}
+	return n
+}
+
+func runConcurrency(ctx context.Context, env *benchEnv, o *outcome) error {
+	m, err := startMaster(ctx, env, masterOptions{
+		Workers: 2, Capacity: concurrencyTarget / 2, Store: "memory", MaxQueue: 2 * concurrencyTarget,
+		ShutdownTimeout: time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	defer m.Stop()
+	time.Sleep(2 * time.Second) // let the fresh processes settle
+	idleMaster, idleWorkers, idleTotal := rssOf(m)
+	o.note("idle before the load: master %.1f MiB, workers %v MiB, total %.1f MiB",
+		mib(idleMaster), mibs(idleWorkers), mib(idleTotal))
+
+	body := batchBody("sleep", fmt.Sprintf(`{"ms":%d}`, sleepMs), batchSize)
+	l := newHTTPLoad(m.URL, body, submitters)
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	loadDone := make(chan error, 1)
+	var lr loadResult
+	start := time.Now()
+	go func() {
+		var err error
+		lr, err = l.submit(lctx, concurrencyTarget/batchSize, submitters)
+		loadDone <- err
+	}()
+	// Wait for the target in flight on the workers, the first sleeps to end
+	// (the window is closing), the memory guard, or the scenario's bound.
+	why := ""
+	var reached time.Time
+	peak := int64(0)
+	for why == "" {
+		select {
+		case <-ctx.Done():
+			why = "the scenario's time bound"
+		case <-time.After(20 * time.Millisecond):
+		}
+		n := workersInFlight(m)
+		peak = max(peak, n)
+		switch {
+		case n >= concurrencyTarget:
+			why, reached = "reached", time.Now()
+		case m.Counter(shm.Completed) > 0:
+			why = "the first 30 s sleeps ended before the target was in flight"
+		case time.Since(start) > sleepMs*time.Millisecond-submitWindowLeft:
+			why = fmt.Sprintf("the submit window closed: %v after the first submit, only %v of the first tasks' 30 s sleep were left to settle and measure in",
+				(sleepMs*time.Millisecond - submitWindowLeft).Round(time.Second), submitWindowLeft)
+		case !m.Alive():
+			why = "the master exited: " + m.logTail(500)
+		}
+		if _, _, t := rssOf(m); t > memGuard {
+			why = fmt.Sprintf("master and workers passed the %d GiB memory guard", memGuard>>30)
+		}
+	}
+	cancel()
+	<-loadDone
+	inflight := workersInFlight(m)
+	masterInflight := m.Counter(shm.InFlight)
+	if why == "reached" {
+		o.note("1,000,000 sleep tasks in flight on the workers %.2f s after the first submit (%s tasks/s submitted and dispatched)",
+			reached.Sub(start).Seconds(), group(float64(concurrencyTarget)/reached.Sub(start).Seconds()))
+	} else {
+		o.note("stopped at %s in flight (peak %s): %s", group(float64(inflight)), group(float64(peak)), why)
+	}
+	_ = lr
+	// Let the workers take what the master already sent (bounded), so that
+	// the CPU window sees them sleeping, not starting.
+	settle := time.Now()
+	for time.Since(settle) < 3*time.Second && workersInFlight(m) < m.Counter(shm.InFlight) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	inflight = workersInFlight(m)
+	o.note("after the load stopped: %s in flight on the workers, %s in the master's in_flight counter (settled in %.2f s)",
+		group(float64(inflight)), group(float64(m.Counter(shm.InFlight))), time.Since(settle).Seconds())
+	// Measure while they sleep: RSS now, CPU over 5 s.
+	meter := meterMaster(m).Start()
+	sleepFor := 5 * time.Second
+	if left := time.Until(start.Add(sleepMs * time.Millisecond)); left < sleepFor+time.Second {
+		sleepFor = max(left-time.Second, time.Second)
+	}
+	select {
+	case <-time.After(sleepFor):
+	case <-ctx.Done():
+	}
+	uses, wall := meter.Stop()
+	mr, wr, total := rssOf(m)
+	completedInWindow := m.Counter(shm.Completed)
+	o.add("sleep tasks in flight on the workers", float64(inflight), "tasks", atLeast(concurrencyTarget, "1,000,000"),
+		fmt.Sprintf("master's in_flight counter %s", group(float64(masterInflight))))
+	o.add("master RSS with them in flight", mib(mr), "MiB", nil, "")
+	for i, w := range wr {
+		o.add(fmt.Sprintf("worker %d RSS with them in flight", i), mib(w), "MiB", nil, "")
+	}
+	if inflight > 0 {
+		per := float64(total-idleTotal) / float64(inflight) / 1024
+		o.add("bytes per in-flight task, (total RSS − idle RSS) ÷ in flight", per, "KiB", aimBytesPerTask,
+			fmt.Sprintf("total %.0f MiB, idle %.0f MiB", mib(total), mib(idleTotal)))
+		perMaster := float64(mr-idleMaster) / float64(inflight)
+		var idleW, nowW int64
+		for _, w := range idleWorkers {
+			idleW += w
+		}
+		for _, w := range wr {
+			nowW += w
+		}
+		o.note("of which master %.0f B/task and workers %.0f B/task", perMaster, float64(nowW-idleW)/float64(inflight))
+	}
+	for _, u := range uses {
+		if u.Name == "bench" {
+			continue
+		}
+		o.add(fmt.Sprintf("%s CPU while the tasks sleep", u.Name), u.Percent, "%", nil, fmt.Sprintf("over %.1f s", wall.Seconds()))
+	}
+	if completedInWindow > 0 {
+		o.note("%s tasks had already completed by the end of the CPU window: some sleeps ended in it", group(float64(completedInWindow)))
+	}
+	o.note("%s", cpuSplit(uses, wall))
+	o.detail("rss_idle_total", idleTotal)
+	o.detail("rss_total", total)
+	o.detail("cpu", uses)
+	return nil
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func mibs(bs []int64) []string {
+	out := make([]string, len(bs))
+	for i, b := range bs {
+		out[i] = fmt.Sprintf("%.1f", mib(b))
+	}
+	return out
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// profileSource is added to package main of cmd/master and cmd/worker in
+// the profiling build only (go build -overlay), never to the sources:
+// with ATOMICFLOW_BENCH_CPUPROFILE=PREFIX set the process writes a CPU
+// profile to PREFIX-<pid>.pprof from its start until SIGUSR1 (or two
+// minutes), then creates PREFIX-<pid>.done.
+const profileSource = `package main
+
+import (
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func init() {
+	prefix := os.Getenv("ATOMICFLOW_BENCH_CPUPROFILE")
+	if prefix == "" {
+		return
+	}
+	name := prefix + "-" + strconv.Itoa(os.Getpid())
+	f, err := os.Create(name + ".pprof")
+	if err != nil {
+		return
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return
+	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGUSR1)
+	go func() {
+		select {
+		case <-stop:
+		case <-time.After(2 * time.Minute):
+		}
+		pprof.StopCPUProfile()
+		f.Close()
+		_ = os.WriteFile(name+".done", nil, 0o600)
+	}()
+}
+`
+
+// profileTop is the top of one process kind's profile.
+type profileTop struct {
+	Process string `json:"process"`
+	Window  string `json:"window"`
+	Top     string `json:"top"`
+}
+
+// buildProfiling builds the profiling copies of master and worker in dir.
+func buildProfiling(ctx context.Context, env *benchEnv, dir string) (master, worker string, err error) {
+	src := filepath.Join(dir, "zz_benchprof.go")
+	if err := os.WriteFile(src, []byte(profileSource), 0o644); err != nil {
+		return "", "", err
+	}
+	overlay := map[string]map[string]string{"Replace": {
+		filepath.Join(env.Root, "cmd", "master", "zz_benchprof.go"): src,
+		filepath.Join(env.Root, "cmd", "worker", "zz_benchprof.go"): src,
+	}}
+	b, _ := json.Marshal(overlay)
+	ov := filepath.Join(dir, "overlay.json")
+	if err := os.WriteFile(ov, b, 0o644); err != nil {
+		return "", "", err
+	}
+	master, worker = filepath.Join(dir, "master"), filepath.Join(dir, "worker")
+	for _, t := range [][2]string{{master, "./cmd/master"}, {worker, "./cmd/worker"}} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-overlay", ov, "-o", t[0], t[1])
+		cmd.Dir = env.Root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", "", fmt.Errorf("profiling build of %s: %v: %s", t[1], err, out)
+		}
+	}
+	return master, worker, nil
+}
+
+// profileEcho reruns the 500,000-task memory load against profiling copies
+// of the master and the workers and returns the top of their profiles.
+func profileEcho(ctx context.Context, env *benchEnv, body []byte) ([]profileTop, echoRun, error) {
+	dir, err := os.MkdirTemp("", "afbench-prof-")
+	if err != nil {
+		return nil, echoRun{}, err
+	}
+	defer os.RemoveAll(dir)
+	mbin, wbin, err := buildProfiling(ctx, env, dir)
+	if err != nil {
+		return nil, echoRun{}, err
+	}
+	prefix := filepath.Join(dir, "cpu")
+	m, err := echoMaster(ctx, env, "memory", masterOptions{
+		MasterBin: mbin, WorkerBin: wbin, Env: []string{"ATOMICFLOW_BENCH_CPUPROFILE=" + prefix},
+	})
+	if err != nil {
+		return nil, echoRun{}, err
+	}
+	defer m.Stop()
+	if err := warmUp(ctx, m, body); err != nil {
+		return nil, echoRun{}, err
+	}
+	start := time.Now()
+	r, err := measureEcho(ctx, m, "HTTP batch (profiled)", "memory", 500_000, 30*time.Second, httpSubmit(m, body, submitters))
+	if err != nil {
+		return nil, r, err
+	}
+	window := fmt.Sprintf("from process start through a 500,000-task run of %.1f s", time.Since(start).Seconds())
+	pids := map[string][]int{"master": {m.PID}, "workers": m.WorkerPIDs()}
+	for _, ps := range pids {
+		for _, p := range ps {
+			_ = syscall.Kill(p, syscall.SIGUSR1)
+		}
+	}
+	var tops []profileTop
+	for _, kind := range []string{"master", "workers"} {
+		bin := mbin
+		if kind == "workers" {
+			bin = wbin
+		}
+		var files []string
+		for _, p := range pids[kind] {
+			name := fmt.Sprintf("%s-%d", prefix, p)
+			deadline := time.Now().Add(10 * time.Second)
+			for time.Now().Before(deadline) {
+				if _, err := os.Stat(name + ".done"); err == nil {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if _, err := os.Stat(name + ".done"); err != nil {
+				return nil, r, fmt.Errorf("no profile from %s pid %d", kind, p)
+			}
+			files = append(files, name+".pprof")
+		}
+		args := append([]string{"tool", "pprof", "-top", "-nodecount=22", bin}, files...)
+		out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
+		if err != nil {
+			return nil, r, fmt.Errorf("go tool pprof: %v: %s", err, out)
+		}
+		tops = append(tops, profileTop{Process: kind, Window: window, Top: trimPprof(string(out))})
+	}
+	return tops, r, nil
+}
+
+// trimPprof drops pprof's header lines before "Showing nodes" except the
+// duration line.
+func trimPprof(s string) string {
+	var keep []string
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		if strings.HasPrefix(l, "File:") || strings.HasPrefix(l, "Build ID:") || strings.HasPrefix(l, "Type:") || strings.HasPrefix(l, "Time:") {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	return strings.Join(keep, "\n")
+}
