@@ -15,8 +15,8 @@ const (
 	// (the machine has 24 GiB; the harness keeps to well under it).
 	memGuard = 12 << 30
 	// submitWindowLeft is what must be left of the first task's sleep when
-	// submitting stops: settling (≤ 3 s), the 5 s CPU window, a margin.
-	submitWindowLeft = 10 * time.Second
+	// submitting stops: settling (≤ 6 s), the 5 s CPU window, a margin.
+	submitWindowLeft = 13 * time.Second
 )
 
 var (
@@ -113,7 +113,7 @@ func runConcurrency(ctx context.Context, env *benchEnv, o *outcome) error {
 	// Let the workers take what the master already sent (bounded), so that
 	// the CPU window sees them sleeping, not starting.
 	settle := time.Now()
-	for time.Since(settle) < 3*time.Second && workersInFlight(m) < m.Counter(shm.InFlight) {
+	for time.Since(settle) < 6*time.Second && workersInFlight(m) < m.Counter(shm.InFlight) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	inflight = workersInFlight(m)
@@ -153,7 +153,7 @@ func runConcurrency(ctx context.Context, env *benchEnv, o *outcome) error {
 		o.note("of which master %.0f B/task and workers %.0f B/task", perMaster, float64(nowW-idleW)/float64(inflight))
 	}
 	for _, u := range uses {
-		if u.Name == "bench" {
+		if u.Name == "bench" || u.Name == "machine" {
 			continue
 		}
 		o.add(fmt.Sprintf("%s CPU while the tasks sleep", u.Name), u.Percent, "%", nil, fmt.Sprintf("over %.1f s", wall.Seconds()))
@@ -162,6 +162,10 @@ func runConcurrency(ctx context.Context, env *benchEnv, o *outcome) error {
 		o.note("%s tasks had already completed by the end of the CPU window: some sleeps ended in it", group(float64(completedInWindow)))
 	}
 	o.note("%s", cpuSplit(uses, wall))
+	cv := m.Region.CounterValues()
+	o.note("counters after the CPU window: submitted %d, dispatched %d, in_flight %d, queued %d, completed %d, failed %d, retried %d",
+		cv["submitted"], cv["dispatched"], cv["in_flight"], cv["queued"], cv["completed"], cv["failed"], cv["retried"])
+	o.detail("counters_end", cv)
 	o.detail("rss_idle_total", idleTotal)
 	o.detail("rss_total", total)
 	o.detail("cpu", uses)

@@ -59,13 +59,39 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / userHZ, nil
 }
 
+// machineCPU reads the busy and total jiffies of all cores from /proc/stat.
+func machineCPU() (busy, total int64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0
+	}
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i >= 8 { // guest times are already in user and nice
+			break
+		}
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total
+}
+
 // cpuMeter measures the CPU use of a set of processes between Start and
-// Stop, as a percentage of one core.
+// Stop, as a percentage of one core, and the whole machine's.
 type cpuMeter struct {
 	pids  []int
 	names []string
 	start []time.Duration
 	at    time.Time
+
+	busy0, total0 int64
 }
 
 func newCPUMeter() *cpuMeter { return &cpuMeter{} }
@@ -84,6 +110,7 @@ func (c *cpuMeter) Start() *cpuMeter {
 		c.start[i], _ = cpuTime(p)
 	}
 	c.at = time.Now()
+	c.busy0, c.total0 = machineCPU()
 	return c
 }
 
@@ -96,9 +123,19 @@ type cpuUse struct {
 	Gone    bool    `json:"gone,omitempty"` // the process ended in the window
 }
 
-// Stop returns each process's use since Start.
+// Stop returns each process's use since Start; the last entry is the
+// whole machine's (all processes, every core; named "machine").
 func (c *cpuMeter) Stop() (uses []cpuUse, wall time.Duration) {
 	wall = time.Since(c.at)
+	defer func() {
+		busy, total := machineCPU()
+		if total > c.total0 {
+			// total jiffies cover every core: busy share × cores = cores busy
+			frac := float64(busy-c.busy0) / float64(total-c.total0)
+			uses = append(uses, cpuUse{Name: "machine", Percent: 100 * frac * float64(numCPU()),
+				CPU: frac * float64(numCPU()) * wall.Seconds()})
+		}
+	}()
 	for i, p := range c.pids {
 		t, err := cpuTime(p)
 		u := cpuUse{Name: c.names[i], PID: p}
@@ -138,11 +175,21 @@ func meterMaster(m *masterProc) *cpuMeter {
 // cpuSplit says where the CPU of a window went, for the notes.
 func cpuSplit(uses []cpuUse, wall time.Duration) string {
 	var parts []string
+	ours, machine := 0.0, -1.0
 	for _, u := range uses {
+		if u.Name == "machine" {
+			machine = u.Percent
+			continue
+		}
+		ours += u.Percent
 		parts = append(parts, fmt.Sprintf("%s %.0f%%", u.Name, u.Percent))
 	}
-	return fmt.Sprintf("CPU over %.1fs (100%% = one core, the machine has %d): %s",
+	s := fmt.Sprintf("CPU over %.1fs (100%% = one core, the machine has %d): %s",
 		wall.Seconds(), numCPU(), strings.Join(parts, ", "))
+	if machine >= 0 {
+		s += fmt.Sprintf("; the whole machine was %.0f%% busy, %.0f%% of it other processes", machine, max(machine-ours, 0))
+	}
+	return s
 }
 
 // loadAvg is the first line of /proc/loadavg.

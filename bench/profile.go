@@ -145,12 +145,20 @@ func profileEcho(ctx context.Context, env *benchEnv, body []byte) ([]profileTop,
 			}
 			files = append(files, name+".pprof")
 		}
-		args := append([]string{"tool", "pprof", "-top", "-nodecount=22", bin}, files...)
-		out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
-		if err != nil {
-			return nil, r, fmt.Errorf("go tool pprof: %v: %s", err, out)
+		for _, view := range []string{"-top", "-cum"} {
+			args := []string{"tool", "pprof", "-top", "-nodecount=25"}
+			label := kind + ", by own time"
+			if view == "-cum" {
+				args = append(args, "-cum")
+				label = kind + ", by cumulative time"
+			}
+			args = append(append(args, bin), files...)
+			out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
+			if err != nil {
+				return nil, r, fmt.Errorf("go tool pprof: %v: %s", err, out)
+			}
+			tops = append(tops, profileTop{Process: label, Window: window, Top: trimPprof(string(out))})
 		}
-		tops = append(tops, profileTop{Process: kind, Window: window, Top: trimPprof(string(out))})
 	}
 	return tops, r, nil
 }

@@ -233,6 +233,9 @@ func formatValue(v float64, unit string) string {
 	case "ms":
 		return fmt.Sprintf("%.2f ms", v)
 	case "ns":
+		if v >= 1000 {
+			return group(v) + " ns"
+		}
 		return fmt.Sprintf("%.1f ns", v)
 	case "%":
 		return fmt.Sprintf("%.2f %%", v)

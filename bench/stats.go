@@ -27,6 +27,16 @@ func quantiles(xs []float64) quant {
 
 // rank is the nearest-rank q-quantile of sorted s.
 func rank(s []float64, q float64) float64 {
+	if len(s) == 0 {
+		return math.NaN()
+	}
 	i := int(math.Ceil(q*float64(len(s)))) - 1
 	return s[min(max(i, 0), len(s)-1)]
+}
+
+// sorted returns a sorted copy of xs.
+func sorted(xs []float64) []float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s
 }

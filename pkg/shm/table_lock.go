@@ -22,19 +22,22 @@ import (
 // per process spins on a shared word, and a long-held lock costs the
 // others nothing but a sleeping goroutine.
 //
-// A waiter spins briefly, then yields the CPU, then sleeps with a backoff
-// capped at lockMaxSleep. Once it has waited lockCheckEvery it checks
-// whether the owner is alive (kill(pid, 0) and /proc/<pid>/stat: gone,
-// zombie or started at another time means dead), and again every
-// lockCheckEvery; a dead owner's lock is stolen with a CAS from the dead
-// token. So a lock held by a process killed with -9 is taken over about
-// 2*lockCheckEvery after the death or after the waiter started waiting,
-// whichever is later: LockRecoveryBound with room for a loaded machine.
+// A waiter spins briefly (lockSpins loads, then sched_yields for
+// lockYieldFor), then sleeps with a backoff capped at
+// lockMaxSleep. From the end of the spins it checks whether the owner is
+// alive (kill(pid, 0) and /proc/<pid>/stat: gone, zombie, or started at
+// another time means dead), at once and then every lockCheckEvery; a dead
+// owner's lock is stolen with a CAS from the dead token. So a lock held by
+// a process killed with -9 is taken over by a waiter at most about
+// lockCheckEvery + lockMaxSleep (1.5ms) after the death, or right after
+// the waiter's spins when the owner was already dead: LockRecoveryBound
+// (10ms) leaves room for scheduling delays; only a machine so overloaded
+// that the waiter does not run for longer stretches it.
 // A live owner is never robbed, however long it holds the lock (a stopped
 // or hung worker is the supervisor's business: it kills it).
 const (
 	lockSpins      = 64
-	lockYields     = 64
+	lockYieldFor   = 100 * time.Microsecond
 	lockMinSleep   = 20 * time.Microsecond
 	lockMaxSleep   = 500 * time.Microsecond
 	lockCheckEvery = time.Millisecond
@@ -56,7 +59,7 @@ func acquire(w *atomic.Uint64, me uint64) (stolen bool) {
 	if w.CompareAndSwap(0, me) {
 		return false
 	}
-	var started, checked time.Time
+	var yielding, checked time.Time
 	sleep := lockMinSleep
 	for n := 0; ; n++ {
 		cur := w.Load()
@@ -66,18 +69,23 @@ func acquire(w *atomic.Uint64, me uint64) (stolen bool) {
 			}
 			continue
 		}
-		switch {
-		case n < lockSpins:
+		if n < lockSpins {
 			continue
-		case n < lockSpins+lockYields:
+		}
+		// Yields are bounded by time, not count: on a busy machine one
+		// sched_yield can last a whole time slice.
+		now := time.Now()
+		if yielding.IsZero() {
+			yielding = now
+		}
+		if now.Sub(yielding) < lockYieldFor {
 			osYield()
 			continue
 		}
-		now := time.Now()
-		if started.IsZero() {
-			started, checked = now, now
-		}
-		if now.Sub(checked) >= lockCheckEvery {
+		// Past the spins: check the owner now and then every
+		// lockCheckEvery (the first check is at once, so a lock left by a
+		// process that is already dead is taken without delay).
+		if checked.IsZero() || now.Sub(checked) >= lockCheckEvery {
 			checked = now
 			if cur != me && !processAlive(int(cur>>32), uint32(cur)) && w.CompareAndSwap(cur, me) {
 				return true
