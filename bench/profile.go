@@ -13,15 +13,20 @@ import (
 )
 
 // profileSource is added to package main of cmd/master and cmd/worker in
-// the profiling build only (go build -overlay), never to the sources:
-// with ATOMICFLOW_BENCH_CPUPROFILE=PREFIX set the process writes a CPU
+// the profiling build only (go build -overlay), never to the sources.
+// With ATOMICFLOW_BENCH_CPUPROFILE=PREFIX set, the process writes a CPU
 // profile to PREFIX-<pid>.pprof from its start until SIGUSR1 (or two
-// minutes), then creates PREFIX-<pid>.done.
+// minutes), then creates PREFIX-<pid>.done. With
+// ATOMICFLOW_BENCH_MEMSTATS=PREFIX set, each SIGUSR2 writes
+// PREFIX-<pid>.mem.json (runtime.MemStats in brief) and a heap profile
+// PREFIX-<pid>.heap.
 const profileSource = `package main
 
 import (
+	"encoding/json"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"syscall"
@@ -29,6 +34,28 @@ import (
 )
 
 func init() {
+	if prefix := os.Getenv("ATOMICFLOW_BENCH_MEMSTATS"); prefix != "" {
+		name := prefix + "-" + strconv.Itoa(os.Getpid())
+		dump := make(chan os.Signal, 1)
+		signal.Notify(dump, syscall.SIGUSR2)
+		go func() {
+			for range dump {
+				runtime.GC()
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				b, _ := json.Marshal(map[string]uint64{
+					"heap_inuse": ms.HeapInuse, "stack_inuse": ms.StackInuse, "heap_alloc": ms.HeapAlloc,
+					"heap_objects": ms.HeapObjects, "sys": ms.Sys, "goroutines": uint64(runtime.NumGoroutine()),
+				})
+				if f, err := os.Create(name + ".heap"); err == nil {
+					_ = pprof.WriteHeapProfile(f)
+					f.Close()
+				}
+				_ = os.WriteFile(name+".mem.json.tmp", b, 0o600)
+				_ = os.Rename(name+".mem.json.tmp", name+".mem.json")
+			}
+		}()
+	}
 	prefix := os.Getenv("ATOMICFLOW_BENCH_CPUPROFILE")
 	if prefix == "" {
 		return

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -139,6 +140,7 @@ type master struct {
 	httpDone chan struct{}
 	grpcStop context.CancelFunc
 	grpcDone chan error
+	pprof    *http.Server
 }
 
 func (m *master) start() error {
@@ -246,6 +248,11 @@ func (m *master) start() error {
 			m.log.Error("http server", "error", err)
 		}
 	}()
+	if cfg.PprofListen != "" {
+		if err := m.servePprof(cfg.PprofListen); err != nil {
+			return err
+		}
+	}
 	storeDesc := cfg.Store
 	if cfg.Store == config.StoreBolt {
 		storeDesc += " at " + filepath.Join(cfg.DataDir, "atomicflow.db")
@@ -254,6 +261,25 @@ func (m *master) start() error {
 		ln.Addr(), cfg.Workers, storeDesc, os.Getpid())
 	m.log.Info("master ready", "listen", ln.Addr().String(), "workers", cfg.Workers, "store", storeDesc,
 		"shm", m.region.Path(), "run_dir", cfg.RunDir)
+	return nil
+}
+
+// servePprof serves Go's profiles on a separate loopback listener (off by
+// default), for `go tool pprof http://ADDR/debug/pprof/profile`.
+func (m *master) servePprof(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("pprof listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	m.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = m.pprof.Serve(ln) }()
+	m.log.Info("pprof listening", "addr", ln.Addr().String())
 	return nil
 }
 
@@ -349,6 +375,9 @@ func (m *master) shutdown(hard context.Context) int {
 }
 
 func (m *master) cleanup() {
+	if m.pprof != nil {
+		_ = m.pprof.Close()
+	}
 	if m.grpcStop != nil {
 		m.grpcStop()
 		if err := <-m.grpcDone; err != nil {

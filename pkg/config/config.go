@@ -64,6 +64,7 @@ type Config struct {
 	MaxTasksPerWorker int           // --max-tasks-per-worker: recycle after this many tasks; 0 = off
 	MaxWorkerRSS      int64         // --max-worker-rss: recycle above this RSS in bytes; 0 = off
 	AllowedOrigins    []string      // --allowed-origins: WebSocket origin host patterns; empty = same host only
+	PprofListen       string        // --pprof-listen: loopback address for net/http/pprof; "" = off
 	EnvFile           string        // --env-file: the .env file Load read ("" = none)
 }
 

@@ -126,6 +126,7 @@ var everySetting = []struct {
 	{"max-tasks-per-worker", "ATOMICFLOW_MAX_TASKS_PER_WORKER", "MaxTasksPerWorker", "500", 500},
 	{"max-worker-rss", "ATOMICFLOW_MAX_WORKER_RSS", "MaxWorkerRSS", "512MiB", int64(512 << 20)},
 	{"allowed-origins", "ATOMICFLOW_ALLOWED_ORIGINS", "AllowedOrigins", " example.com, *.example.org ,", []string{"example.com", "*.example.org"}},
+	{"pprof-listen", "ATOMICFLOW_PPROF_LISTEN", "PprofListen", "127.0.0.1:6060", "127.0.0.1:6060"},
 	{"env-file", "ATOMICFLOW_ENV_FILE", "EnvFile", "other.env", "other.env"},
 }
 

@@ -129,6 +129,8 @@ func settings() []setting {
 			field: func(c *Config) value { return listValue{&c.AllowedOrigins} },
 			check: func(c *Config) error { return checkOrigins(c.AllowedOrigins) },
 		},
+		strSetting("pprof-listen", "HOST:PORT", "serve Go's net/http/pprof profiles of the master on this loopback address; empty for none",
+			func(c *Config) *string { return &c.PprofListen }, checkPprofListen),
 		{
 			name: "env-file", arg: "PATH",
 			usage:     "the .env file; empty for none; missing is an error only when named explicitly",
@@ -286,6 +288,22 @@ func isLoopback(host string) bool {
 	}
 	a, err := netip.ParseAddr(host)
 	return err == nil && a.Unmap().IsLoopback()
+}
+
+// checkPprofListen allows only loopback: profiles show the process's
+// insides and have no authentication.
+func checkPprofListen(s string) error {
+	if s == "" {
+		return nil
+	}
+	if err := checkHostPort(s); err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(s)
+	if !isLoopback(host) {
+		return errors.New("must be a loopback address (profiles are not authenticated)")
+	}
+	return nil
 }
 
 func checkOrigins(patterns []string) error {
