@@ -3,6 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/atomicflow/atomicflow/pkg/shm"
@@ -167,6 +171,12 @@ func runConcurrency(ctx context.Context, env *benchEnv, o *outcome) error {
 		cv["submitted"], cv["dispatched"], cv["in_flight"], cv["queued"], cv["completed"], cv["failed"], cv["retried"])
 	o.detail("counters_end", cv)
 	o.detail("rss_idle_total", idleTotal)
+	if per, ok := o.find("bytes per in-flight task, (total RSS − idle RSS) ÷ in flight"); ok && per > aimBytesPerTask.Value && env.profile {
+		m.Stop()
+		if err := memoryDiagnosis(ctx, env, o); err != nil {
+			o.note("memory split not captured: %v", err)
+		}
+	}
 	o.detail("rss_total", total)
 	o.detail("cpu", uses)
 	return nil
@@ -181,3 +191,84 @@ func mibs(bs []int64) []string {
 	}
 	return out
 }
+
+// memoryDiagnosis reruns a smaller sleep load against the profiling copies
+// and reads the Go runtime's own split of the memory (heap, goroutine
+// stacks) per in-flight task, and the top of the workers' heap profiles.
+func memoryDiagnosis(ctx context.Context, env *benchEnv, o *outcome) error {
+	mbin, wbin, err := env.profilingBins(ctx)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "afbench-mem-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	prefix := filepath.Join(dir, "mem")
+	m, err := startMaster(ctx, env, masterOptions{
+		Workers: 2, Capacity: concurrencyTarget / 2, Store: "memory", MaxQueue: 2 * concurrencyTarget,
+		ShutdownTimeout: time.Second, MasterBin: mbin, WorkerBin: wbin,
+		Env: []string{"ATOMICFLOW_BENCH_MEMSTATS=" + prefix},
+	})
+	if err != nil {
+		return err
+	}
+	defer m.Stop()
+	pids := append([]int{m.PID}, m.WorkerPIDs()...)
+	before := make([]memStats, len(pids))
+	for i, p := range pids {
+		if before[i], err = dumpMem(prefix, p); err != nil {
+			return err
+		}
+	}
+	const n = 200_000
+	body := batchBody("sleep", fmt.Sprintf(`{"ms":%d}`, sleepMs), batchSize)
+	lctx, cancel := context.WithTimeout(ctx, 12*time.Second)
+	defer cancel()
+	if _, err := newHTTPLoad(m.URL, body, submitters).submit(lctx, n/batchSize, submitters); err != nil {
+		return fmt.Errorf("submit %d: %w", n, err)
+	}
+	deadline := time.Now().Add(6 * time.Second)
+	for workersInFlight(m) < n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	inflight := workersInFlight(m)
+	if inflight == 0 {
+		return fmt.Errorf("no task in flight")
+	}
+	var parts []string
+	var heaps []string
+	for i, p := range pids {
+		after, err := dumpMem(prefix, p)
+		if err != nil {
+			return err
+		}
+		// The master holds every task; a worker only its own.
+		name, tasks := "master", inflight
+		if i > 0 {
+			name, tasks = fmt.Sprintf("worker %d", i-1), m.Region.Slot(i-1).Current().InFlight().Load()
+		}
+		if tasks == 0 {
+			continue
+		}
+		b := before[i]
+		parts = append(parts, fmt.Sprintf("%s (%s tasks): heap in use %+.0f B, goroutine stacks %+.0f B, goroutines %+.2f, heap objects %+.1f",
+			name, group(float64(tasks)), perTask(after.HeapInuse-b.HeapInuse, tasks), perTask(after.StackInuse-b.StackInuse, tasks),
+			float64(after.Goroutines-b.Goroutines)/float64(tasks), float64(after.HeapObjects-b.HeapObjects)/float64(tasks)))
+		if i > 0 {
+			heaps = append(heaps, fmt.Sprintf("%s-%d.heap", prefix, p))
+		}
+	}
+	o.note("Go runtime's split per in-flight task, per process (profiling copies, %s sleep tasks in flight, read after a forced GC, so without the garbage that the RSS above includes): %s",
+		group(float64(inflight)), strings.Join(parts, "; "))
+	args := append([]string{"tool", "pprof", "-top", "-nodecount=15", "-sample_index=inuse_space", wbin}, heaps...)
+	if out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput(); err == nil {
+		o.Profiles = append(o.Profiles, profileTop{Process: "workers' heap (in use)", Window: fmt.Sprintf("with %s sleep tasks in flight", group(float64(inflight))), Top: trimPprof(string(out))})
+	} else {
+		o.note("worker heap profile not read: %v: %s", err, out)
+	}
+	return nil
+}
+
+func perTask(d int64, n int64) float64 { return float64(d) / float64(n) }

@@ -90,6 +90,26 @@ type profileTop struct {
 	Top     string `json:"top"`
 }
 
+// profilingBins returns the profiling copies of master and worker, built
+// once per run into a directory run removes at the end.
+func (e *benchEnv) profilingBins(ctx context.Context) (master, worker string, err error) {
+	if e.profMaster != "" {
+		return e.profMaster, e.profWorker, nil
+	}
+	dir, err := os.MkdirTemp("", "afbench-bin-")
+	if err != nil {
+		return "", "", err
+	}
+	e.profDir = dir
+	e.logf("building profiling copies of master and worker (go build -overlay)")
+	master, worker, err = buildProfiling(ctx, e, dir)
+	if err != nil {
+		return "", "", err
+	}
+	e.profMaster, e.profWorker = master, worker
+	return master, worker, nil
+}
+
 // buildProfiling builds the profiling copies of master and worker in dir.
 func buildProfiling(ctx context.Context, env *benchEnv, dir string) (master, worker string, err error) {
 	src := filepath.Join(dir, "zz_benchprof.go")
@@ -124,7 +144,7 @@ func profileEcho(ctx context.Context, env *benchEnv, body []byte) ([]profileTop,
 		return nil, echoRun{}, err
 	}
 	defer os.RemoveAll(dir)
-	mbin, wbin, err := buildProfiling(ctx, env, dir)
+	mbin, wbin, err := env.profilingBins(ctx)
 	if err != nil {
 		return nil, echoRun{}, err
 	}
@@ -174,10 +194,10 @@ func profileEcho(ctx context.Context, env *benchEnv, body []byte) ([]profileTop,
 		}
 		for _, view := range []string{"-top", "-cum"} {
 			args := []string{"tool", "pprof", "-top", "-nodecount=25"}
-			label := kind + ", by own time"
+			label := kind + " (CPU, by own time)"
 			if view == "-cum" {
 				args = append(args, "-cum")
-				label = kind + ", by cumulative time"
+				label = kind + " (CPU, by cumulative time)"
 			}
 			args = append(append(args, bin), files...)
 			out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
@@ -201,4 +221,35 @@ func trimPprof(s string) string {
 		keep = append(keep, l)
 	}
 	return strings.Join(keep, "\n")
+}
+
+// memStats is what the profiling build's SIGUSR2 handler writes.
+type memStats struct {
+	HeapInuse   int64 `json:"heap_inuse"`
+	StackInuse  int64 `json:"stack_inuse"`
+	HeapAlloc   int64 `json:"heap_alloc"`
+	HeapObjects int64 `json:"heap_objects"`
+	Sys         int64 `json:"sys"`
+	Goroutines  int64 `json:"goroutines"`
+}
+
+// dumpMem signals pid (a profiling build) and reads its memory stats.
+func dumpMem(prefix string, pid int) (memStats, error) {
+	name := fmt.Sprintf("%s-%d.mem.json", prefix, pid)
+	_ = os.Remove(name)
+	if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
+		return memStats{}, err
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(name); err == nil {
+			var ms memStats
+			if err := json.Unmarshal(b, &ms); err != nil {
+				return ms, fmt.Errorf("%s: %w", name, err)
+			}
+			return ms, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return memStats{}, fmt.Errorf("pid %d wrote no memory stats in 20 s", pid)
 }

@@ -301,7 +301,7 @@ func (r *report) markdown() string {
 			fmt.Fprintf(&b, "\n![%s](%s)\n", o.Name, o.Plot)
 		}
 		for _, p := range o.Profiles {
-			fmt.Fprintf(&b, "\nCPU profile of the %s (`go tool pprof -top`, %s):\n\n```\n%s\n```\n", p.Process, p.Window, p.Top)
+			fmt.Fprintf(&b, "\nProfile of the %s (`go tool pprof -top`, %s):\n\n```\n%s\n```\n", p.Process, p.Window, p.Top)
 		}
 	}
 	return b.String()

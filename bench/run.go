@@ -25,6 +25,8 @@ type benchEnv struct {
 	done map[string]*outcome
 	// profile: capture a CPU profile when a throughput figure is far off.
 	profile bool
+	// The profiling copies of master and worker, once built.
+	profDir, profMaster, profWorker string
 }
 
 func (e *benchEnv) logf(format string, args ...any) {
@@ -125,6 +127,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		env.done[s.name] = o
 		rep.Outcomes = append(rep.Outcomes, *o)
+	}
+	if env.profDir != "" {
+		_ = os.RemoveAll(env.profDir)
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	md, js, err := rep.write(env.ResultsDir, base)

@@ -340,7 +340,7 @@ func (m *master) createRegion() error {
 	_ = os.Remove(path) // a stale region of a dead master with our pid: replaced, never reused
 	// Room to scale up to 4× (at least 64 slots): a slot costs 640 bytes.
 	slots := max(m.cfg.Workers, min(shm.MaxSlots, max(64, 4*m.cfg.Workers)))
-	r, err := shm.Create(path, slots)
+	r, err := shm.CreateWithTables(path, slots, m.cfg.Tables)
 	if err != nil {
 		return fmt.Errorf("shared region: %w", err)
 	}

@@ -97,6 +97,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/v1/workers", s.workers)
 	m.HandleFunc("POST /api/v1/workers/{slot}/kill", s.auth(s.control("kill")))
 	m.HandleFunc("POST /api/v1/workers/{slot}/restart", s.auth(s.control("restart")))
+	m.HandleFunc("GET /api/v1/tables/{name}", s.table)
 	m.HandleFunc("POST /api/v1/scale", s.auth(s.scale))
 	m.HandleFunc("POST /api/v1/reload", s.auth(s.reload))
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -296,6 +297,41 @@ func (s *Server) control(action string) http.HandlerFunc {
 			writeJSON(w, http.StatusAccepted, map[string]any{"slot": slot, "action": action})
 		}
 	}
+}
+
+// table shows a shared table read-only, straight from the region.
+func (s *Server) table(w http.ResponseWriter, r *http.Request) {
+	t, err := s.cfg.Region.Table(r.PathValue("name"))
+	if errors.Is(err, shm.ErrNoTable) {
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	type column struct {
+		Name string `json:"name"`
+		Type string `json:"type"`
+		Size int    `json:"size,omitempty"`
+	}
+	type entry struct {
+		Key    string  `json:"key"`
+		Values shm.Row `json:"values"`
+	}
+	cols := []column{}
+	for _, c := range t.Columns() {
+		cols = append(cols, column{Name: c.Name, Type: c.Type.String(), Size: c.Size})
+	}
+	entries := []entry{}
+	if err := t.Range(func(k string, row shm.Row) bool {
+		entries = append(entries, entry{Key: k, Values: row})
+		return true
+	}); err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"name": t.Name(), "rows": t.Rows(), "len": t.Len(), "columns": cols, "entries": entries})
 }
 
 // scale and reload answer at once and run in the background: draining a

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/joho/godotenv"
+
+	"github.com/atomicflow/atomicflow/pkg/shm"
 )
 
 // Values of Config.Store.
@@ -53,19 +55,20 @@ type Config struct {
 	// AuthToken (--auth-token) guards the control actions; it is required
 	// when Listen (or a tcp:// GRPCListen) is not a loopback address.
 	AuthToken         string
-	LogFormat         string        // --log-format: LogText or LogJSON
-	MaxBatch          int           // --max-batch: tasks per batch submit, >= 1
-	MaxBodyBytes      int64         // --max-body: largest request body, >= 1
-	MaxQueue          int           // --max-queue: queued tasks, >= 1
-	MaxAttempts       int           // --max-attempts: default per task, 1..1000
-	HeartbeatTimeout  time.Duration // --heartbeat-timeout: a worker with an older heartbeat is killed, > 0
-	Retention         time.Duration // --retention: how long finished results are kept, > 0
-	SampleInterval    time.Duration // --sample-interval: between dashboard frames, > 0
-	MaxTasksPerWorker int           // --max-tasks-per-worker: recycle after this many tasks; 0 = off
-	MaxWorkerRSS      int64         // --max-worker-rss: recycle above this RSS in bytes; 0 = off
-	AllowedOrigins    []string      // --allowed-origins: WebSocket origin host patterns; empty = same host only
-	PprofListen       string        // --pprof-listen: loopback address for net/http/pprof; "" = off
-	EnvFile           string        // --env-file: the .env file Load read ("" = none)
+	LogFormat         string          // --log-format: LogText or LogJSON
+	MaxBatch          int             // --max-batch: tasks per batch submit, >= 1
+	MaxBodyBytes      int64           // --max-body: largest request body, >= 1
+	MaxQueue          int             // --max-queue: queued tasks, >= 1
+	MaxAttempts       int             // --max-attempts: default per task, 1..1000
+	HeartbeatTimeout  time.Duration   // --heartbeat-timeout: a worker with an older heartbeat is killed, > 0
+	Retention         time.Duration   // --retention: how long finished results are kept, > 0
+	SampleInterval    time.Duration   // --sample-interval: between dashboard frames, > 0
+	MaxTasksPerWorker int             // --max-tasks-per-worker: recycle after this many tasks; 0 = off
+	MaxWorkerRSS      int64           // --max-worker-rss: recycle above this RSS in bytes; 0 = off
+	AllowedOrigins    []string        // --allowed-origins: WebSocket origin host patterns; empty = same host only
+	PprofListen       string          // --pprof-listen: loopback address for net/http/pprof; "" = off
+	Tables            []shm.TableSpec // --table (repeatable): shared tables declared in the region
+	EnvFile           string          // --env-file: the .env file Load read ("" = none)
 }
 
 // Default returns the defaults. Workers, WorkerBin, RunDir and GRPCListen
@@ -231,14 +234,22 @@ func (src sources) lookup(s *setting) (string, bool) {
 
 // rawFlag records a flag's text; parsing waits until all sources are known
 // so that errors look alike whatever the source, and the last occurrence of
-// a repeated flag wins.
+// a repeated flag wins — except for settings that accumulate (--table),
+// whose occurrences are joined with ';'.
 type rawFlag struct {
-	m    map[string]string
-	name string
+	m      map[string]string
+	name   string
+	repeat bool
 }
 
-func (f rawFlag) Set(s string) error { f.m[f.name] = s; return nil }
-func (f rawFlag) String() string     { return f.m[f.name] }
+func (f rawFlag) Set(s string) error {
+	if old, ok := f.m[f.name]; ok && f.repeat {
+		s = old + ";" + s
+	}
+	f.m[f.name] = s
+	return nil
+}
+func (f rawFlag) String() string { return f.m[f.name] }
 
 // parseFlags parses args with a fresh FlagSet; it returns flag.ErrHelp
 // as is and wraps every other failure in ErrUsage.
@@ -248,7 +259,7 @@ func parseFlags(table []setting, args []string) (map[string]string, error) {
 	fs.Usage = func() {}
 	m := make(map[string]string)
 	for i := range table {
-		fs.Var(rawFlag{m: m, name: table[i].name}, table[i].name, table[i].usage)
+		fs.Var(rawFlag{m: m, name: table[i].name, repeat: table[i].repeatable}, table[i].name, table[i].usage)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/atomicflow/atomicflow/pkg/config"
+
+	"github.com/atomicflow/atomicflow/pkg/shm"
 )
 
 // env returns a getenv over m.
@@ -126,6 +128,7 @@ var everySetting = []struct {
 	{"max-tasks-per-worker", "ATOMICFLOW_MAX_TASKS_PER_WORKER", "MaxTasksPerWorker", "500", 500},
 	{"max-worker-rss", "ATOMICFLOW_MAX_WORKER_RSS", "MaxWorkerRSS", "512MiB", int64(512 << 20)},
 	{"allowed-origins", "ATOMICFLOW_ALLOWED_ORIGINS", "AllowedOrigins", " example.com, *.example.org ,", []string{"example.com", "*.example.org"}},
+	{"table", "ATOMICFLOW_TABLE", "Tables", "hits:64:count=int", []shm.TableSpec{{Name: "hits", Rows: 64, Columns: []shm.Column{{Name: "count", Type: shm.Int64}}}}},
 	{"pprof-listen", "ATOMICFLOW_PPROF_LISTEN", "PprofListen", "127.0.0.1:6060", "127.0.0.1:6060"},
 	{"env-file", "ATOMICFLOW_ENV_FILE", "EnvFile", "other.env", "other.env"},
 }
@@ -633,5 +636,18 @@ func TestCommandLine(t *testing.T) {
 				t.Errorf("Load wrote to stderr on a usage error (the caller reports it): %q", stderr.String())
 			}
 		})
+	}
+}
+
+func TestTableFlagRepeats(t *testing.T) {
+	c, err := config.Load([]string{"--env-file", "", "--table", "a:8:x=int", "--table", "b:16:y=float,z=string(8)"}, func(string) string { return "" }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Tables) != 2 || c.Tables[0].Name != "a" || c.Tables[1].Rows != 16 || len(c.Tables[1].Columns) != 2 {
+		t.Fatalf("tables %+v", c.Tables)
+	}
+	if _, err := config.Load([]string{"--env-file", "", "--table", "bad"}, func(string) string { return "" }, nil); err == nil || !strings.Contains(err.Error(), "--table") {
+		t.Fatalf("bad spec: %v", err)
 	}
 }

@@ -41,6 +41,8 @@ type setting struct {
 	// notInFile marks a setting that cannot be a key in the .env file
 	// (--env-file names the file itself).
 	notInFile bool
+	// repeatable settings accumulate when the flag is given more than once.
+	repeatable bool
 }
 
 type dynamicDefault struct {
@@ -128,6 +130,12 @@ func settings() []setting {
 			usage: "comma-separated host patterns (path.Match) allowed to open the dashboard WebSocket; empty: same host only",
 			field: func(c *Config) value { return listValue{&c.AllowedOrigins} },
 			check: func(c *Config) error { return checkOrigins(c.AllowedOrigins) },
+		},
+		{
+			name: "table", arg: "SPEC",
+			usage:      "a shared table NAME:ROWS:COL=TYPE,... (TYPE int, float or string(N)); repeat the flag for more, ';' between specs in the environment",
+			field:      func(c *Config) value { return tablesValue{&c.Tables} },
+			repeatable: true,
 		},
 		strSetting("pprof-listen", "HOST:PORT", "serve Go's net/http/pprof profiles of the master on this loopback address; empty for none",
 			func(c *Config) *string { return &c.PprofListen }, checkPprofListen),

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/atomicflow/atomicflow/pkg/shm"
 )
 
 // value is the typed view of one Config field: Set parses text into the
@@ -136,6 +138,26 @@ func formatSize(n int64) string {
 
 // listValue is a comma-separated list; blanks around items and empty items
 // are dropped.
+// tablesValue holds shared-table specs, ';'-separated.
+type tablesValue struct{ p *[]shm.TableSpec }
+
+func (v tablesValue) Set(s string) error {
+	specs, err := shm.ParseTableSpecs(s)
+	if err != nil {
+		return err
+	}
+	*v.p = specs
+	return nil
+}
+
+func (v tablesValue) String() string {
+	parts := make([]string, len(*v.p))
+	for i, t := range *v.p {
+		parts[i] = t.String()
+	}
+	return strings.Join(parts, ";")
+}
+
 type listValue struct{ p *[]string }
 
 func (v listValue) Set(s string) error {

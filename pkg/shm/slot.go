@@ -65,10 +65,6 @@ const (
 	hbGoro = 32
 )
 
-// maxSeqRetries bounds a seqlock read so that a writer killed in the middle
-// of an update (odd sequence forever) cannot hang a reader.
-const maxSeqRetries = 1000
-
 // Identity is the master-owned part of a slot.
 type Identity struct {
 	PID        int
@@ -168,25 +164,28 @@ func (s *Slot) Identity() Identity {
 }
 
 // seqReader runs the read side of a seqlock. A sequence that changes means
-// a live writer: retry. One that stays odd means the writer died in the
-// middle of an update: after maxSeqRetries looks, take the values as they
-// are rather than hang.
+// a live writer: retry. One that stays odd for deadWriterAfter means the
+// writer died in the middle of an update: take the values as they are
+// rather than hang. (A count of retries is not enough: a live writer that
+// is merely descheduled can hold an odd sequence for milliseconds.)
 type seqReader struct {
-	stuck int
 	last  int64
+	since time.Time
 }
+
+// deadWriterAfter is how long a sequence must stay odd before its writer
+// counts as dead.
+const deadWriterAfter = 100 * time.Millisecond
 
 func (r *seqReader) begin(seq *atomic.Int64) (int64, bool) {
 	v := seq.Load()
 	if v&1 == 0 {
 		return v, true
 	}
-	if v == r.last {
-		r.stuck++
-	} else {
-		r.stuck, r.last = 0, v
-	}
-	if r.stuck >= maxSeqRetries {
+	now := time.Now()
+	if v != r.last || r.since.IsZero() {
+		r.last, r.since = v, now
+	} else if now.Sub(r.since) >= deadWriterAfter {
 		return v, true
 	}
 	runtime.Gosched()

@@ -38,9 +38,11 @@ func (r Row) Text(col string) string { v, _ := r[col].(string); return v }
 // a later insert reuses). The table never grows: it holds at most Rows()
 // keys, and an insert beyond that fails with ErrTableFull.
 //
-// Writers lock the row (see the lock protocol in table_lock.go: a lock held
-// by a process that died is stolen within LockRecoveryBound) and write a
-// second copy of the row's data, then switch the row's sequence word to it.
+// Writers lock the row and write a second copy of the row's data, then
+// switch the row's sequence word to it. A row lock records its owner's pid
+// and start time; a waiter that finds the owner dead (killed with -9 while
+// holding it, say) takes the lock over within LockRecoveryBound, so a dead
+// worker never wedges the others. A live owner is never robbed.
 // Readers take no lock: they read the current copy between two reads of the
 // sequence word and retry if a write completed in between, so a read is a
 // consistent snapshot of one row, never blocked by a writer, and a writer

@@ -64,6 +64,25 @@ func hitTasks(n int, key string) []map[string]any {
 	return tasks
 }
 
+// settled fetches the tasks until none is queued or running any more (the
+// shared "completed" counter moves a moment before the master records a
+// result).
+func (m *master) settled(ids []string) []taskView {
+	m.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		views := m.tasks(ids)
+		pending := slices.IndexFunc(views, func(v taskView) bool { return v.State == "queued" || v.State == "running" })
+		if pending < 0 {
+			return views
+		}
+		if time.Now().After(deadline) {
+			m.t.Fatalf("task %d still %s after 30s: %+v", pending, views[pending].State, views[pending])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // hitCounts checks that every task succeeded and returns the counts the
 // hits returned, sorted, and the slots that ran them.
 func hitCounts(t *testing.T, views []taskView) ([]int64, map[int]int) {
@@ -116,7 +135,7 @@ func TestTableHitsExactAcrossWorkers(t *testing.T) {
 	ids := m.submit(hitTasks(n, "/home"))
 	m.waitStat("completed", n, 120*time.Second)
 	t.Logf("%d hits in %v", n, time.Since(start))
-	counts, slots := hitCounts(t, m.tasks(ids))
+	counts, slots := hitCounts(t, m.settled(ids))
 	exactly(t, counts, n)
 	if len(slots) != 4 {
 		t.Fatalf("hits ran on slots %v, want all 4", slots)
@@ -202,7 +221,7 @@ func TestTableRowLockHolderKilled(t *testing.T) {
 	}
 	m.waitStat("completed", n, 60*time.Second)
 	t.Logf("%d hits done %v after the holder was killed", n, time.Since(killed))
-	views := m.tasks(ids)
+	views := m.settled(ids)
 	counts, slots := hitCounts(t, views)
 	exactly(t, counts, n)
 	redelivered := 0
