@@ -9,6 +9,11 @@
 // failed, heartbeat, RSS and CPU time, so the master and the dashboard read
 // live numbers without an RPC.
 //
+// Handlers reach the master's shared tables (declared with --table) through
+// the task: t.Table("hits") returns a *shm.Table whose Incr, Get, Set, Del
+// and Range are safe across every worker process. Tasks report progress
+// with t.Progress.
+//
 // A handler gets a context that is canceled when the task times out, is
 // canceled, or the worker drains past its deadline. A panic in a handler
 // fails that task with the panic message; the worker goes on.

@@ -13,8 +13,16 @@
 //
 //	line 0            header: magic, layout version, size, slot count, master pid, created
 //	lines 1..C        one global counter per line (see Counter)
-//	then, per slot    three lines: identity (master-written, seqlock),
-//	                  counters (worker-written atomics), heartbeat (worker-written, seqlock)
+//	then, per slot    five lines: identity (master-written, seqlock), then two
+//	                  worker halves of counters (atomics) and heartbeat (seqlock):
+//	                  during a reload the new process writes the other half
+//	then, optionally  the table directory and the shared tables (see Table)
+//
+// Tables are the Swoole\Table counterpart: fixed-size hash tables with typed
+// columns, declared by the master (CreateWithTables) and found by name by
+// every process (Region.Table). Row locks record the owner's pid and start
+// time, so a writer killed while holding one is detected and its lock taken
+// over within LockRecoveryBound.
 //
 // A seqlock (an even/odd sequence word around a group of fields) gives
 // readers a consistent multi-field snapshot without a lock a dead writer
