@@ -19,8 +19,11 @@ const (
 	// (the machine has 24 GiB; the harness keeps to well under it).
 	memGuard = 12 << 30
 	// submitWindowLeft is what must be left of the first task's sleep when
-	// submitting stops: settling (≤ 6 s), the 5 s CPU window, a margin.
-	submitWindowLeft = 13 * time.Second
+	// submitting stops: settling (≤ settleFor), the 5 s CPU window, a margin.
+	submitWindowLeft = 15 * time.Second
+	// settleFor bounds the wait for the workers to take what the master
+	// has sent before the CPU window.
+	settleFor = 8 * time.Second
 )
 
 var (
@@ -68,11 +71,9 @@ func runConcurrency(ctx context.Context, env *benchEnv, o *outcome) error {
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	loadDone := make(chan error, 1)
-	var lr loadResult
 	start := time.Now()
 	go func() {
-		var err error
-		lr, err = l.submit(lctx, concurrencyTarget/batchSize, submitters)
+		_, err := l.submit(lctx, concurrencyTarget/batchSize, submitters)
 		loadDone <- err
 	}()
 	// Wait for the target in flight on the workers, the first sleeps to end
@@ -111,18 +112,21 @@ func runConcurrency(ctx context.Context, env *benchEnv, o *outcome) error {
 		o.note("1,000,000 sleep tasks in flight on the workers %.2f s after the first submit (%s tasks/s submitted and dispatched)",
 			reached.Sub(start).Seconds(), group(float64(concurrencyTarget)/reached.Sub(start).Seconds()))
 	} else {
-		o.note("stopped at %s in flight (peak %s): %s", group(float64(inflight)), group(float64(peak)), why)
+		o.note("stopped submitting with %s in flight on the workers (peak %s): %s", group(float64(inflight)), group(float64(peak)), why)
 	}
-	_ = lr
 	// Let the workers take what the master already sent (bounded), so that
 	// the CPU window sees them sleeping, not starting.
 	settle := time.Now()
-	for time.Since(settle) < 6*time.Second && workersInFlight(m) < m.Counter(shm.InFlight) {
+	for time.Since(settle) < settleFor && workersInFlight(m) < m.Counter(shm.InFlight) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	inflight = workersInFlight(m)
+	masterInflight = m.Counter(shm.InFlight)
 	o.note("after the load stopped: %s in flight on the workers, %s in the master's in_flight counter (settled in %.2f s)",
-		group(float64(inflight)), group(float64(m.Counter(shm.InFlight))), time.Since(settle).Seconds())
+		group(float64(inflight)), group(float64(masterInflight)), time.Since(settle).Seconds())
+	if inflight < masterInflight {
+		o.note("the workers had not taken everything the master sent when the CPU window began: their CPU figures include starting %s more tasks", group(float64(masterInflight-inflight)))
+	}
 	// Measure while they sleep: RSS now, CPU over 5 s.
 	meter := meterMaster(m).Start()
 	sleepFor := 5 * time.Second

@@ -52,6 +52,7 @@ type masterProc struct {
 	Workers int
 	Region  *shm.Region // mapped read-only
 	logPath string
+	keep    bool // keep the log (the -keep flag)
 	exited  chan struct{}
 	waitErr error
 }
@@ -70,6 +71,7 @@ func startMaster(ctx context.Context, env *benchEnv, opt masterOptions) (*master
 		logPath: filepath.Join(dir, "master.log"), exited: make(chan struct{}),
 	}
 	m.GRPC = filepath.Join(m.RunDir, "api.sock")
+	m.keep = env.keep
 	if opt.Store == "" {
 		opt.Store = "memory"
 	}
@@ -234,7 +236,12 @@ func (m *masterProc) Stop() {
 	if shmFile != "" {
 		_ = os.Remove(shmFile) // gone already after a clean stop
 	}
-	_ = os.RemoveAll(m.dir)
+	if m.keep {
+		_ = os.RemoveAll(m.DataDir)
+		fmt.Fprintf(os.Stderr, "bench: kept the master's log %s\n", m.logPath)
+	} else {
+		_ = os.RemoveAll(m.dir)
+	}
 	m.cmd = nil
 }
 

@@ -286,7 +286,7 @@ func (r *report) markdown() string {
 		(time.Duration(r.Seconds) * time.Second).String(), r.Started.UTC().Format(time.RFC3339))
 	b.WriteString("Every figure is from this run; an aim that was missed says **miss**. ")
 	b.WriteString("CPU percentages are of one core (the machine has ")
-	fmt.Fprintf(&b, "%d, so 100%% is half of it). The load generator runs on the same two cores as the master and the workers.\n\n", m.Cores)
+	fmt.Fprintf(&b, "%d, so 100%% is half of it). The load generator runs on the same two cores as the master and the workers, and the machine was shared with other jobs: each scenario's notes say how busy the whole machine was and how much of that was other processes.\n\n", m.Cores)
 	b.WriteString(r.table())
 	for _, o := range r.Outcomes {
 		fmt.Fprintf(&b, "\n## %s\n\n", o.Name)

@@ -25,6 +25,7 @@ type benchEnv struct {
 	done map[string]*outcome
 	// profile: capture a CPU profile when a throughput figure is far off.
 	profile bool
+	keep    bool
 	// The profiling copies of master and worker, once built.
 	profDir, profMaster, profWorker string
 }
@@ -46,7 +47,7 @@ func scenarios() []scenario {
 	return []scenario{
 		{"throughput", "echo tasks/s, memory store, HTTP batch submit (and gRPC SubmitStream)", runThroughput, 150 * time.Second},
 		{"durable", "echo tasks/s with the bolt store, and the ratio to memory", runDurable, 120 * time.Second},
-		{"concurrency", "1,000,000 sleep tasks in flight: RSS and CPU", runConcurrency, 120 * time.Second},
+		{"concurrency", "1,000,000 sleep tasks in flight: RSS and CPU", runConcurrency, 180 * time.Second},
 		{"idle", "master + 4 workers idle: RSS and CPU over 30 s", runIdle, 60 * time.Second},
 		{"restart", "kill -9 → replacement ready; kill → tasks running elsewhere", runRestart, 90 * time.Second},
 		{"chaos", "echo throughput over time while workers are killed", runChaos, 60 * time.Second},
@@ -67,7 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	bin := fs.String("bin", "bin", "directory of the built master and worker")
 	out := fs.String("out", "bench/results", "directory of the report")
 	root := fs.String("root", ".", "the module root (for the profiling build)")
-	profile := fs.Bool("profile", true, "capture a CPU profile of master and workers when throughput is far below its aim")
+	profile := fs.Bool("profile", true, "capture CPU and memory profiles when throughput or memory is far off its aim")
+	keep := fs.Bool("keep", false, "keep each master's log in its temporary directory (printed at its stop)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -100,7 +102,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	start := time.Now()
 	env := &benchEnv{
 		BinDir: binDir, Root: rootDir, ResultsDir: *out, Date: start.Format("2006-01-02"),
-		Log: stderr, done: map[string]*outcome{}, profile: *profile,
+		Log: stderr, done: map[string]*outcome{}, profile: *profile, keep: *keep,
 	}
 	rep := &report{Date: env.Date, Started: start, Machine: describeMachine(), Command: "make bench"}
 	base := env.Date

@@ -224,6 +224,7 @@ func (e *Engine) WorkerGone(w *supervisor.Worker) {
 
 	now := time.Now()
 	var ups []*store.Record
+	var done []*task
 	e.mu.Lock()
 	if e.conns[w.Slot] == c {
 		e.conns[w.Slot] = nil
@@ -235,10 +236,10 @@ func (e *Engine) WorkerGone(w *supervisor.Worker) {
 		delete(c.inflight, id)
 		switch {
 		case t.canceled:
-			ups = append(ups, e.finishLocked(t, store.Canceled, nil, "canceled", now))
+			ups = append(ups, e.finishLocked(t, store.Canceled, nil, "canceled", now, &done))
 		case t.rec.Attempts >= t.rec.MaxAttempts:
 			ups = append(ups, e.finishLocked(t, store.Dead, nil,
-				fmt.Sprintf("worker slot %d (pid %d) died during attempt %d of %d", w.Slot, w.PID, t.rec.Attempts, t.rec.MaxAttempts), now))
+				fmt.Sprintf("worker slot %d (pid %d) died during attempt %d of %d", w.Slot, w.PID, t.rec.Attempts, t.rec.MaxAttempts), now, &done))
 		default:
 			t.rec.State = store.Queued
 			t.rec.WorkerSlot = -1
@@ -256,8 +257,8 @@ func (e *Engine) WorkerGone(w *supervisor.Worker) {
 	r.Counter(shm.InFlight).Add(-n)
 	r.Counter(shm.Queued).Add(redelivered)
 	r.Counter(shm.Redelivered).Add(redelivered)
+	e.persist(ups, done)
 	if n > 0 {
-		e.store.Update(ups...)
 		e.cfg.Logger.Info("redelivering tasks of a dead worker", "slot", w.Slot, "pid", w.PID,
 			"redelivered", redelivered, "finished", n-redelivered)
 	}
@@ -268,6 +269,7 @@ func (e *Engine) WorkerGone(w *supervisor.Worker) {
 func (e *Engine) complete(c *conn, results []*pb.TaskResult) {
 	var ups []*store.Record
 	var obs []observation
+	var finished []*task
 	done, retried := int64(0), int64(0)
 	e.mu.Lock()
 	for _, r := range results {
@@ -291,15 +293,15 @@ func (e *Engine) complete(c *conn, results []*pb.TaskResult) {
 		switch r.Outcome {
 		case pb.Outcome_OUTCOME_SUCCEEDED:
 			t.progress = 1
-			ups = append(ups, e.finishLocked(t, store.Succeeded, r.Output, "", fin))
+			ups = append(ups, e.finishLocked(t, store.Succeeded, r.Output, "", fin, &finished))
 		case pb.Outcome_OUTCOME_CANCELED:
-			ups = append(ups, e.finishLocked(t, store.Canceled, nil, "canceled", fin))
+			ups = append(ups, e.finishLocked(t, store.Canceled, nil, "canceled", fin, &finished))
 		case pb.Outcome_OUTCOME_TIMEOUT, pb.Outcome_OUTCOME_UNKNOWN_KIND:
-			ups = append(ups, e.finishLocked(t, store.Failed, nil, r.Error, fin))
+			ups = append(ups, e.finishLocked(t, store.Failed, nil, r.Error, fin, &finished))
 		default:
 			switch {
 			case t.canceled:
-				ups = append(ups, e.finishLocked(t, store.Canceled, nil, "canceled", fin))
+				ups = append(ups, e.finishLocked(t, store.Canceled, nil, "canceled", fin, &finished))
 			case t.rec.Attempts < t.rec.MaxAttempts:
 				t.rec.State = store.Queued
 				t.rec.Error = r.Error
@@ -310,7 +312,7 @@ func (e *Engine) complete(c *conn, results []*pb.TaskResult) {
 				ups = append(ups, recCopy(&t.rec))
 			default:
 				ups = append(ups, e.finishLocked(t, store.Dead, nil,
-					fmt.Sprintf("attempt %d of %d failed: %s", t.rec.Attempts, t.rec.MaxAttempts, r.Error), fin))
+					fmt.Sprintf("attempt %d of %d failed: %s", t.rec.Attempts, t.rec.MaxAttempts, r.Error), fin, &finished))
 			}
 		}
 	}
@@ -321,9 +323,7 @@ func (e *Engine) complete(c *conn, results []*pb.TaskResult) {
 	if retried > 0 {
 		reg.Counter(shm.Retried).Add(retried)
 	}
-	if len(ups) > 0 {
-		e.store.Update(ups...)
-	}
+	e.persist(ups, finished)
 	for _, o := range obs {
 		e.cfg.Observer.TaskDone(o.kind, o.outcome, o.d)
 	}

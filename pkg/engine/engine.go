@@ -374,20 +374,19 @@ func (e *Engine) enqueueLocked(t *task) {
 	e.queue.push(t)
 }
 
-// finishLocked moves a task to a terminal state and wakes whoever waits for
-// it. It returns the record for the caller to hand to the store (callers
-// batch those).
-func (e *Engine) finishLocked(t *task, state store.State, result []byte, errMsg string, at time.Time) *store.Record {
+// finishLocked moves a task to a terminal state. It returns the record for
+// the caller to hand to the store and adds the task to done: once the store
+// has the record, the caller passes done to release, which drops the task
+// from memory and wakes whoever waits for it. (Dropping it earlier would let
+// a Get between the two read the store's older state.)
+func (e *Engine) finishLocked(t *task, state store.State, result []byte, errMsg string, at time.Time, done *[]*task) *store.Record {
 	t.rec.State = state
 	t.rec.Result = result
 	t.rec.Error = errMsg
 	t.rec.FinishedAt = at
-	delete(e.tasks, t.rec.ID)
+	t.conn = nil
 	e.finished++
-	for _, w := range t.waiters {
-		close(w)
-	}
-	t.waiters = nil
+	*done = append(*done, t)
 	switch state {
 	case store.Dead:
 		e.counter(shm.Dead).Add(1)
@@ -395,6 +394,27 @@ func (e *Engine) finishLocked(t *task, state store.State, result []byte, errMsg 
 		e.counter(shm.Canceled).Add(1)
 	}
 	return recCopy(&t.rec)
+}
+
+// persist hands records to the store and then releases the finished tasks.
+func (e *Engine) persist(ups []*store.Record, done []*task) {
+	if len(ups) > 0 {
+		e.store.Update(ups...)
+	}
+	if len(done) == 0 {
+		return
+	}
+	e.mu.Lock()
+	for _, t := range done {
+		if e.tasks[t.rec.ID] == t {
+			delete(e.tasks, t.rec.ID)
+		}
+		for _, w := range t.waiters {
+			close(w)
+		}
+		t.waiters = nil
+	}
+	e.mu.Unlock()
 }
 
 // retryDelay is the backoff before attempt n+1 after n failed ones.
@@ -474,19 +494,26 @@ func (e *Engine) Cancel(ctx context.Context, id string) (*TaskView, error) {
 		}
 		return v, fmt.Errorf("%w: %s is %s", ErrTerminal, id, v.State)
 	}
+	var done []*task
+	var ups []*store.Record
 	switch {
+	case t.rec.State.Terminal():
+		v := &TaskView{Record: t.rec}
+		e.mu.Unlock()
+		return v, fmt.Errorf("%w: %s is %s", ErrTerminal, id, v.State)
 	case t.rec.State == store.Queued:
 		// Left where it is in the queue; the dispatcher drops it.
 		t.canceled = true
 		e.waiting--
 		e.counter(shm.Queued).Add(-1)
-		e.store.Update(e.finishLocked(t, store.Canceled, nil, "canceled before it ran", time.Now()))
+		ups = append(ups, e.finishLocked(t, store.Canceled, nil, "canceled before it ran", time.Now(), &done))
 	case t.conn != nil:
 		t.canceled = true
 		t.conn.sendCancel(id)
 	}
 	v := &TaskView{Record: t.rec}
 	e.mu.Unlock()
+	e.persist(ups, done)
 	return v, nil
 }
 
@@ -593,7 +620,11 @@ func (e *Engine) Shutdown(ctx context.Context) (finished, unfinished int) {
 	}
 	e.mu.Lock()
 	finished = int(e.finished - before)
-	unfinished = len(e.tasks)
+	for _, t := range e.tasks {
+		if !t.rec.State.Terminal() {
+			unfinished++
+		}
+	}
 	e.idle = nil
 	e.mu.Unlock()
 	return finished, unfinished
