@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -136,8 +139,20 @@ func buildProfiling(ctx context.Context, env *benchEnv, dir string) (master, wor
 	return master, worker, nil
 }
 
-// profileEcho reruns the 500,000-task memory load against profiling copies
-// of the master and the workers and returns the top of their profiles.
+// masterHasPprof reports whether bin/master has --pprof-listen (the
+// master's own opt-in net/http/pprof listener).
+func masterHasPprof(ctx context.Context, env *benchEnv) bool {
+	out, _ := exec.CommandContext(ctx, filepath.Join(env.BinDir, "master"), "--help").CombinedOutput()
+	return strings.Contains(string(out), "--pprof-listen")
+}
+
+var pprofLine = regexp.MustCompile(`msg="pprof listening" addr=([0-9.:]+)`)
+
+// profileEcho reruns the 500,000-task memory load and returns the top of
+// the CPU profiles of the master and the workers. The master is the real
+// bin/master profiled through its own --pprof-listen (5 s from the first
+// submit) when it has that flag, else the profiling copy; the workers are
+// always the profiling copy (from their start through the run).
 func profileEcho(ctx context.Context, env *benchEnv, body []byte) ([]profileTop, echoRun, error) {
 	dir, err := os.MkdirTemp("", "afbench-prof-")
 	if err != nil {
@@ -149,23 +164,48 @@ func profileEcho(ctx context.Context, env *benchEnv, body []byte) ([]profileTop,
 		return nil, echoRun{}, err
 	}
 	prefix := filepath.Join(dir, "cpu")
-	m, err := echoMaster(ctx, env, "memory", masterOptions{
-		MasterBin: mbin, WorkerBin: wbin, Env: []string{"ATOMICFLOW_BENCH_CPUPROFILE=" + prefix},
-	})
+	opt := masterOptions{MasterBin: mbin, WorkerBin: wbin, Env: []string{"ATOMICFLOW_BENCH_CPUPROFILE=" + prefix}}
+	ownPprof := masterHasPprof(ctx, env)
+	if ownPprof {
+		opt.MasterBin = filepath.Join(env.BinDir, "master")
+		opt.Extra = []string{"--pprof-listen", "127.0.0.1:0"}
+	}
+	m, err := echoMaster(ctx, env, "memory", opt)
 	if err != nil {
 		return nil, echoRun{}, err
 	}
 	defer m.Stop()
+	pprofAddr := ""
+	if ownPprof {
+		if mm := pprofLine.FindStringSubmatch(m.logTail(1 << 20)); mm != nil {
+			pprofAddr = mm[1]
+		} else {
+			return nil, echoRun{}, fmt.Errorf("the master logged no pprof address")
+		}
+	}
 	if err := warmUp(ctx, m, body); err != nil {
 		return nil, echoRun{}, err
 	}
+	const masterSeconds = 5
+	masterProf := filepath.Join(dir, "master.pprof")
+	fetched := make(chan error, 1)
+	submit := httpSubmit(m, body, submitters)
 	start := time.Now()
-	r, err := measureEcho(ctx, m, "HTTP batch (profiled)", "memory", 500_000, 30*time.Second, httpSubmit(m, body, submitters))
+	r, err := measureEcho(ctx, m, "HTTP batch (profiled)", "memory", 500_000, 30*time.Second,
+		func(ctx context.Context, batches int) (loadResult, error) {
+			if pprofAddr != "" {
+				go func() { fetched <- fetchProfile(ctx, pprofAddr, masterSeconds, masterProf) }()
+			}
+			return submit(ctx, batches)
+		})
 	if err != nil {
 		return nil, r, err
 	}
-	window := fmt.Sprintf("from process start through a 500,000-task run of %.1f s", time.Since(start).Seconds())
-	pids := map[string][]int{"master": {m.PID}, "workers": m.WorkerPIDs()}
+	run := time.Since(start)
+	pids := map[string][]int{"workers": m.WorkerPIDs()}
+	if !ownPprof {
+		pids["master"] = []int{m.PID}
+	}
 	for _, ps := range pids {
 		for _, p := range ps {
 			_ = syscall.Kill(p, syscall.SIGUSR1)
@@ -173,24 +213,32 @@ func profileEcho(ctx context.Context, env *benchEnv, body []byte) ([]profileTop,
 	}
 	var tops []profileTop
 	for _, kind := range []string{"master", "workers"} {
-		bin := mbin
+		bin, window := mbin, fmt.Sprintf("profiling copy, from process start through a 500,000-task run of %.1f s", run.Seconds())
 		if kind == "workers" {
 			bin = wbin
 		}
 		var files []string
-		for _, p := range pids[kind] {
-			name := fmt.Sprintf("%s-%d", prefix, p)
-			deadline := time.Now().Add(10 * time.Second)
-			for time.Now().Before(deadline) {
-				if _, err := os.Stat(name + ".done"); err == nil {
-					break
+		if kind == "master" && ownPprof {
+			if err := <-fetched; err != nil {
+				return nil, r, err
+			}
+			bin, files = opt.MasterBin, []string{masterProf}
+			window = fmt.Sprintf("bin/master's own --pprof-listen, the first %d s of a 500,000-task run of %.1f s", masterSeconds, run.Seconds())
+		} else {
+			for _, p := range pids[kind] {
+				name := fmt.Sprintf("%s-%d", prefix, p)
+				deadline := time.Now().Add(10 * time.Second)
+				for time.Now().Before(deadline) {
+					if _, err := os.Stat(name + ".done"); err == nil {
+						break
+					}
+					time.Sleep(20 * time.Millisecond)
 				}
-				time.Sleep(20 * time.Millisecond)
+				if _, err := os.Stat(name + ".done"); err != nil {
+					return nil, r, fmt.Errorf("no profile from %s pid %d", kind, p)
+				}
+				files = append(files, name+".pprof")
 			}
-			if _, err := os.Stat(name + ".done"); err != nil {
-				return nil, r, fmt.Errorf("no profile from %s pid %d", kind, p)
-			}
-			files = append(files, name+".pprof")
 		}
 		for _, view := range []string{"-top", "-cum"} {
 			args := []string{"tool", "pprof", "-top", "-nodecount=25"}
@@ -208,6 +256,29 @@ func profileEcho(ctx context.Context, env *benchEnv, body []byte) ([]profileTop,
 		}
 	}
 	return tops, r, nil
+}
+
+// fetchProfile saves a CPU profile of seconds from the pprof listener at
+// addr (loopback) to path.
+func fetchProfile(ctx context.Context, addr string, seconds int, path string) error {
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: time.Duration(seconds+30) * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d: %w", url, resp.StatusCode, errHTTP)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	return os.WriteFile(path, b, 0o600)
 }
 
 // trimPprof drops pprof's header lines before "Showing nodes" except the

@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -86,6 +87,11 @@ func (c *Config) withDefaults() Config {
 // It never returns. Run directly (not by a master) it prints an
 // explanation and exits non-zero.
 func Serve(cfg Config) {
+	// One goroutine and a few small objects per task: collect less often
+	// (GOGC in the environment still wins).
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 	code, err := serve(context.Background(), cfg.withDefaults())
 	if err != nil {
 		// One JSON line: the master's go-plugin logger shows it at error level.
