@@ -23,5 +23,6 @@ func main() {
 	handlers := tasks.Handlers()
 	maps.Copy(handlers, tableHandlers())
 	maps.Copy(handlers, stressHandlers())
-	sdk.Serve(sdk.Config{Handlers: handlers})
+	maps.Copy(handlers, hookHandlers())
+	sdk.Serve(sdk.Config{Handlers: handlers, OnStop: onStop})
 }
