@@ -30,7 +30,7 @@ func runBaseline(ctx context.Context, env *benchEnv, o *outcome) error {
 	o.add("echo tasks/s in-process (decode + channel + goroutine pool, no IPC, no store)", r, "tasks/s", nil,
 		fmt.Sprintf("%s tasks, %d decoders, %d pool goroutines", group(baselineTasks), submitters, runtime.GOMAXPROCS(0)))
 	if t, ok := env.done["throughput"]; ok {
-		if v, ok := t.find("echo tasks/s, 500,000 tasks, HTTP batch of 10,000 × 4 submitters, memory store"); ok {
+		if v, ok := t.find(figHTTP500k); ok {
 			o.add("multi-process engine ÷ in-process limit (scenario 1, HTTP, memory)", 100*v/r, "%", nil,
 				fmt.Sprintf("%s of %s tasks/s", group(v), group(r)))
 		}

@@ -148,8 +148,12 @@ func runConcurrency(ctx context.Context, env *benchEnv, o *outcome) error {
 	}
 	if inflight > 0 {
 		per := float64(total-idleTotal) / float64(inflight) / 1024
-		o.add("bytes per in-flight task, (total RSS − idle RSS) ÷ in flight", per, "KiB", aimBytesPerTask,
-			fmt.Sprintf("total %.0f MiB, idle %.0f MiB", mib(total), mib(idleTotal)))
+		note := fmt.Sprintf("total %.0f MiB, idle %.0f MiB", mib(total), mib(idleTotal))
+		if masterInflight > inflight {
+			note += fmt.Sprintf("; ÷ the master's in_flight (%s) it is %.2f KiB", group(float64(masterInflight)),
+				float64(total-idleTotal)/float64(masterInflight)/1024)
+		}
+		o.add("bytes per in-flight task, (total RSS − idle RSS) ÷ in flight on the workers", per, "KiB", aimBytesPerTask, note)
 		perMaster := float64(mr-idleMaster) / float64(inflight)
 		var idleW, nowW int64
 		for _, w := range idleWorkers {
@@ -164,7 +168,11 @@ func runConcurrency(ctx context.Context, env *benchEnv, o *outcome) error {
 		if u.Name == "bench" || u.Name == "machine" {
 			continue
 		}
-		o.add(fmt.Sprintf("%s CPU while the tasks sleep", u.Name), u.Percent, "%", nil, fmt.Sprintf("over %.1f s", wall.Seconds()))
+		note := fmt.Sprintf("over %.1f s", wall.Seconds())
+		if strings.HasPrefix(u.Name, "worker") && masterInflight > inflight {
+			note += fmt.Sprintf("; not only sleeping: the workers were still starting the last %s tasks sent", group(float64(masterInflight-inflight)))
+		}
+		o.add(fmt.Sprintf("%s CPU while the tasks sleep", u.Name), u.Percent, "%", nil, note)
 	}
 	if completedInWindow > 0 {
 		o.note("%s tasks had already completed by the end of the CPU window: some sleeps ended in it", group(float64(completedInWindow)))
@@ -175,7 +183,7 @@ func runConcurrency(ctx context.Context, env *benchEnv, o *outcome) error {
 		cv["submitted"], cv["dispatched"], cv["in_flight"], cv["queued"], cv["completed"], cv["failed"], cv["retried"])
 	o.detail("counters_end", cv)
 	o.detail("rss_idle_total", idleTotal)
-	if per, ok := o.find("bytes per in-flight task, (total RSS − idle RSS) ÷ in flight"); ok && per > aimBytesPerTask.Value && env.profile {
+	if per, ok := o.find("bytes per in-flight task, (total RSS − idle RSS) ÷ in flight on the workers"); ok && per > aimBytesPerTask.Value && env.profile {
 		m.Stop()
 		if err := memoryDiagnosis(ctx, env, o); err != nil {
 			o.note("memory split not captured: %v", err)

@@ -182,7 +182,7 @@ func cpuSplit(uses []cpuUse, wall time.Duration) string {
 			continue
 		}
 		ours += u.Percent
-		parts = append(parts, fmt.Sprintf("%s %.0f%%", u.Name, u.Percent))
+		parts = append(parts, pct(u.Name, u.Percent))
 	}
 	s := fmt.Sprintf("CPU over %.1fs (100%% = one core, the machine has %d): %s",
 		wall.Seconds(), numCPU(), strings.Join(parts, ", "))
@@ -203,4 +203,12 @@ func loadAvg() string {
 		return strings.TrimSpace(string(b))
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// pct prints a named percentage, with a decimal below 10 %.
+func pct(name string, p float64) string {
+	if p < 10 {
+		return fmt.Sprintf("%s %.1f%%", name, p)
+	}
+	return fmt.Sprintf("%s %.0f%%", name, p)
 }
