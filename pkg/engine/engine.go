@@ -261,6 +261,9 @@ func (e *Engine) Submit(ctx context.Context, subs []Submission) ([]string, error
 	if len(subs) == 0 {
 		return nil, nil
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	e.mu.Lock()
 	if !e.accepting {
 		e.mu.Unlock()
@@ -299,7 +302,11 @@ func (e *Engine) Submit(ctx context.Context, subs []Submission) ([]string, error
 	for i, r := range recs {
 		live[i] = &task{rec: *r}
 	}
-	res, err := e.store.Create(ctx, recs)
+	// Once Create has handed the records to the store they may become
+	// durable whether or not the caller is still there, so the engine must
+	// queue whatever the store accepted: the caller's cancellation is not
+	// passed on (the wait is bounded by one group commit).
+	res, err := e.store.Create(context.WithoutCancel(ctx), recs)
 
 	e.mu.Lock()
 	e.reserved -= len(subs)
