@@ -296,7 +296,7 @@ func (e *Engine) complete(c *conn, results []*pb.TaskResult) {
 			ups = append(ups, e.finishLocked(t, store.Succeeded, r.Output, "", fin, &finished))
 		case pb.Outcome_OUTCOME_CANCELED:
 			ups = append(ups, e.finishLocked(t, store.Canceled, nil, "canceled", fin, &finished))
-		case pb.Outcome_OUTCOME_TIMEOUT, pb.Outcome_OUTCOME_UNKNOWN_KIND:
+		case pb.Outcome_OUTCOME_TIMEOUT, pb.Outcome_OUTCOME_UNKNOWN_KIND, pb.Outcome_OUTCOME_REJECTED:
 			ups = append(ups, e.finishLocked(t, store.Failed, nil, r.Error, fin, &finished))
 		default:
 			switch {
@@ -347,6 +347,8 @@ func outcomeName(o pb.Outcome, t *task) string {
 		return "canceled"
 	case pb.Outcome_OUTCOME_UNKNOWN_KIND:
 		return "unknown_kind"
+	case pb.Outcome_OUTCOME_REJECTED:
+		return "rejected"
 	}
 	if t.rec.Attempts < t.rec.MaxAttempts && !t.canceled {
 		return "retry"

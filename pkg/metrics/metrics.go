@@ -37,7 +37,7 @@ func New(src Sources) *Metrics {
 		reg: prometheus.NewRegistry(),
 		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "atomicflow_tasks_total",
-			Help: "Task attempts that ended, by kind and outcome (succeeded, failed, timeout, canceled, retry, dead).",
+			Help: "Task attempts that ended, by kind and outcome (succeeded, retry, dead, timeout, rejected, canceled, unknown_kind).",
 		}, []string{"kind", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "atomicflow_task_duration_seconds",
@@ -87,7 +87,7 @@ var (
 	descWorkers   = prometheus.NewDesc("atomicflow_workers", "Worker slots by state.", []string{"state"}, nil)
 	descRestarts  = prometheus.NewDesc("atomicflow_worker_restarts_total", "Worker processes replaced, by cause.", []string{"cause"}, nil)
 	descRSS       = prometheus.NewDesc("atomicflow_worker_rss_bytes", "Resident memory of each worker process.", []string{"slot"}, nil)
-	descCPU       = prometheus.NewDesc("atomicflow_worker_cpu_seconds", "CPU time of each worker process (user+system).", []string{"slot"}, nil)
+	descCPU       = prometheus.NewDesc("atomicflow_worker_cpu_seconds_total", "CPU time of each worker process (user+system); starts again from 0 when the slot's process is replaced.", []string{"slot"}, nil)
 	descWInFlight = prometheus.NewDesc("atomicflow_worker_in_flight", "Tasks running on each worker.", []string{"slot"}, nil)
 	trackedStates = []shm.State{shm.StateStarting, shm.StateReady, shm.StateDraining, shm.StateStopped, shm.StateDead, shm.StateBackoff}
 )
@@ -122,7 +122,7 @@ func (c *regionCollector) Collect(ch chan<- prometheus.Metric) {
 		slot := strconv.Itoa(s.Slot)
 		if s.PID > 0 && (s.State == shm.StateReady || s.State == shm.StateDraining) {
 			ch <- prometheus.MustNewConstMetric(descRSS, prometheus.GaugeValue, float64(s.RSSBytes), slot)
-			ch <- prometheus.MustNewConstMetric(descCPU, prometheus.GaugeValue, s.CPUTime.Seconds(), slot)
+			ch <- prometheus.MustNewConstMetric(descCPU, prometheus.CounterValue, s.CPUTime.Seconds(), slot)
 			ch <- prometheus.MustNewConstMetric(descWInFlight, prometheus.GaugeValue, float64(s.InFlight), slot)
 		}
 	}

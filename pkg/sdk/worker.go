@@ -163,6 +163,9 @@ func (w *worker) run(ctx context.Context, spec *pb.TaskSpec, deadline time.Time,
 	case errors.Is(ctx.Err(), context.Canceled):
 		res.Outcome = pb.Outcome_OUTCOME_CANCELED
 		res.Error = "canceled"
+	case errors.Is(err, ErrPermanent):
+		res.Outcome = pb.Outcome_OUTCOME_REJECTED
+		res.Error = err.Error()
 	default:
 		res.Outcome = pb.Outcome_OUTCOME_FAILED
 		res.Error = err.Error()

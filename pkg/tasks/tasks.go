@@ -1,6 +1,7 @@
 // Package tasks holds the built-in task kinds the default worker serves:
-// sleep, cpu, echo and fail. Each validates its payload and returns a clear
-// error for a bad one.
+// sleep, cpu, echo and fail. Each validates its payload; a bad one is a
+// permanent error (sdk.Permanent): the task fails at once with a clear
+// message instead of being retried.
 package tasks
 
 import (
@@ -41,7 +42,7 @@ func Sleep(ctx context.Context, t *sdk.Task) ([]byte, error) {
 		return nil, err
 	}
 	if p.Ms < 0 {
-		return nil, fmt.Errorf("sleep: ms must be >= 0, got %d", p.Ms)
+		return nil, sdk.Permanentf("bad payload: sleep: ms must be >= 0, got %d", p.Ms)
 	}
 	timer := time.NewTimer(time.Duration(p.Ms) * time.Millisecond)
 	defer timer.Stop()
@@ -65,7 +66,7 @@ func CPU(ctx context.Context, t *sdk.Task) ([]byte, error) {
 		return nil, err
 	}
 	if p.Rounds < 0 {
-		return nil, fmt.Errorf("cpu: rounds must be >= 0, got %d", p.Rounds)
+		return nil, sdk.Permanentf("bad payload: cpu: rounds must be >= 0, got %d", p.Rounds)
 	}
 	sum := sha256.Sum256([]byte(t.ID))
 	for i := 0; i < p.Rounds; i++ {
@@ -99,6 +100,9 @@ func Fail(_ context.Context, t *sdk.Task) ([]byte, error) {
 	if p.Probability != nil {
 		prob = *p.Probability
 	}
+	if prob < 0 || prob > 1 {
+		return nil, sdk.Permanentf("bad payload: fail: probability must be in 0..1, got %g", prob)
+	}
 	if rand.Float64() < prob {
 		if p.Message == "" {
 			p.Message = "failed on purpose"
@@ -113,7 +117,7 @@ func decode(payload []byte, v any) error {
 		return nil
 	}
 	if err := json.Unmarshal(payload, v); err != nil {
-		return fmt.Errorf("bad payload: %w", err)
+		return sdk.Permanent(fmt.Errorf("bad payload: %w", err))
 	}
 	return nil
 }

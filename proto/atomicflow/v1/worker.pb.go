@@ -38,6 +38,10 @@ const (
 	Outcome_OUTCOME_CANCELED Outcome = 4
 	// OUTCOME_UNKNOWN_KIND: the worker has no handler for the kind.
 	Outcome_OUTCOME_UNKNOWN_KIND Outcome = 5
+	// OUTCOME_REJECTED: the handler rejected the task as bad input
+	// (sdk.Permanent): another attempt would fail the same way, so it is
+	// not retried.
+	Outcome_OUTCOME_REJECTED Outcome = 6
 )
 
 // Enum value maps for Outcome.
@@ -49,6 +53,7 @@ var (
 		3: "OUTCOME_TIMEOUT",
 		4: "OUTCOME_CANCELED",
 		5: "OUTCOME_UNKNOWN_KIND",
+		6: "OUTCOME_REJECTED",
 	}
 	Outcome_value = map[string]int32{
 		"OUTCOME_UNSPECIFIED":  0,
@@ -57,6 +62,7 @@ var (
 		"OUTCOME_TIMEOUT":      3,
 		"OUTCOME_CANCELED":     4,
 		"OUTCOME_UNKNOWN_KIND": 5,
+		"OUTCOME_REJECTED":     6,
 	}
 )
 
@@ -598,14 +604,15 @@ const file_proto_atomicflow_v1_worker_proto_rawDesc = "" +
 	"\rWorkerMessage\x123\n" +
 	"\aresults\x18\x01 \x03(\v2\x19.atomicflow.v1.TaskResultR\aresults\x123\n" +
 	"\bprogress\x18\x02 \x03(\v2\x17.atomicflow.v1.ProgressR\bprogress\x12\x18\n" +
-	"\adrained\x18\x03 \x01(\bR\adrained*\x92\x01\n" +
+	"\adrained\x18\x03 \x01(\bR\adrained*\xa8\x01\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11OUTCOME_SUCCEEDED\x10\x01\x12\x12\n" +
 	"\x0eOUTCOME_FAILED\x10\x02\x12\x13\n" +
 	"\x0fOUTCOME_TIMEOUT\x10\x03\x12\x14\n" +
 	"\x10OUTCOME_CANCELED\x10\x04\x12\x18\n" +
-	"\x14OUTCOME_UNKNOWN_KIND\x10\x052\x97\x01\n" +
+	"\x14OUTCOME_UNKNOWN_KIND\x10\x05\x12\x14\n" +
+	"\x10OUTCOME_REJECTED\x10\x062\x97\x01\n" +
 	"\x06Worker\x12B\n" +
 	"\x05Hello\x12\x1b.atomicflow.v1.HelloRequest\x1a\x1c.atomicflow.v1.HelloResponse\x12I\n" +
 	"\aSession\x12\x1c.atomicflow.v1.MasterMessage\x1a\x1c.atomicflow.v1.WorkerMessage(\x010\x01BCZAgithub.com/atomicflow/atomicflow/proto/atomicflow/v1;atomicflowv1b\x06proto3"
