@@ -26,7 +26,7 @@ test: build
 	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(PKGS)
 	./scripts/fuzz.sh
 
-## proto: regenerate proto/atomicflow/v1/*.pb.go (needs Debian protobuf-compiler)
+## proto: regenerate proto/atomicflow/v1/*.pb.go (needs Debian protobuf-compiler and libprotobuf-dev, for timestamp.proto)
 proto:
 	protoc --plugin=protoc-gen-go="$$($(GO) tool -n protoc-gen-go)" \
 	  --plugin=protoc-gen-go-grpc="$$($(GO) tool -n protoc-gen-go-grpc)" \

@@ -153,16 +153,23 @@ func bucketNames() []string {
 func stateBucket(st State) string { return bucketStatePf + string(st) }
 
 // ensureBuckets creates the buckets that are missing, writing only if some
-// are.
+// are. A database with a bucket of its own is someone else's: ErrForeign.
 func ensureBuckets(db *bolt.DB) error {
 	missing := false
 	if err := db.View(func(tx *bolt.Tx) error {
+		ours := make(map[string]bool)
 		for _, name := range bucketNames() {
+			ours[name] = true
 			if tx.Bucket([]byte(name)) == nil {
 				missing = true
 			}
 		}
-		return nil
+		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			if !ours[string(name)] {
+				return fmt.Errorf("%w: it has a bucket %q", ErrForeign, name)
+			}
+			return nil
+		})
 	}); err != nil || !missing {
 		return err
 	}

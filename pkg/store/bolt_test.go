@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/atomicflow/atomicflow/pkg/store"
 )
 
@@ -538,5 +540,49 @@ func TestParseState(t *testing.T) {
 		if tc.ok && (string(st) != tc.in || st.Terminal() != tc.terminal) {
 			t.Errorf("ParseState(%q) = %q terminal=%v", tc.in, st, st.Terminal())
 		}
+	}
+}
+
+// A sound bbolt file of another program is refused and left byte for byte
+// as it was.
+func TestBoltForeignDatabase(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), store.FileName)
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("users"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("alice"), []byte("admin"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.OpenBolt(path, nil)
+	if !errors.Is(err, store.ErrForeign) {
+		if s != nil {
+			_ = s.Close()
+		}
+		t.Fatalf("OpenBolt of another program's database: err = %v, want ErrForeign", err)
+	}
+	if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), `"users"`) {
+		t.Errorf("error %q should name the file and the foreign bucket", err)
+	}
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Fatal("the foreign database was changed")
 	}
 }

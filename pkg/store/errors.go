@@ -16,6 +16,10 @@ var (
 	// file, bad magic, version or checksum, a damaged page) or a stored
 	// record does not decode. A file found corrupt by Open is left as it was.
 	ErrCorrupt = errors.New("store: corrupt database")
+	// ErrForeign means the file is a sound bbolt database that belongs to
+	// something else (it has buckets this store does not use); it is left
+	// as it was rather than having this store's buckets added to it.
+	ErrForeign = errors.New("store: not an Atomic Flow database")
 	// ErrInvalid means a record or option given to the store cannot be
 	// used: an empty or oversized ID or idempotency key, an unknown state.
 	ErrInvalid = errors.New("store: invalid record")
