@@ -79,7 +79,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			}
 		}
 	}()
-	return m.shutdown(ctx)
+	return m.shutdown(ctx, first.Add(cfg.ShutdownTimeout))
 }
 
 // operate handles the operator's signals: SIGHUP reloads every worker,
@@ -354,13 +354,18 @@ func (m *master) createRegion() error {
 }
 
 // shutdown drains: readiness false and 503 for submits, no new dispatch,
-// in-flight tasks finish (up to the timeout), workers run their stop
-// hooks, what is unfinished stays in the store.
-func (m *master) shutdown(hard context.Context) int {
-	ctx, cancel := context.WithTimeout(hard, m.cfg.ShutdownTimeout)
+// in-flight tasks finish (until deadline), workers run their stop hooks,
+// what is unfinished stays in the store. The workers get what is left of
+// the deadline, but at least supervisor.StopGrace.
+func (m *master) shutdown(hard context.Context, deadline time.Time) int {
+	ctx, cancel := context.WithDeadline(hard, deadline)
 	defer cancel()
 	finished, unfinished := m.engine.Shutdown(ctx)
-	stopCtx, stopCancel := context.WithTimeout(hard, m.cfg.ShutdownTimeout+5*time.Second)
+	stopBy := deadline
+	if least := time.Now().Add(supervisor.StopGrace); stopBy.Before(least) {
+		stopBy = least
+	}
+	stopCtx, stopCancel := context.WithDeadline(hard, stopBy)
 	defer stopCancel()
 	if err := m.sup.Stop(stopCtx); err != nil {
 		m.log.Warn("workers did not all stop in time", "error", err)

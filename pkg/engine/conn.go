@@ -143,6 +143,14 @@ func (e *Engine) WorkerReady(w *supervisor.Worker) {
 	if err != nil {
 		cancel()
 		e.cfg.Logger.Error("open session", "slot", w.Slot, "pid", w.PID, "error", err)
+		// A worker the master cannot talk to would sit ready and idle:
+		// replace it (with backoff if it keeps failing).
+		e.mu.Lock()
+		kill := e.cfg.KillHung
+		e.mu.Unlock()
+		if kill != nil {
+			kill(w, "open session: "+err.Error())
+		}
 		return
 	}
 	c := &conn{

@@ -31,7 +31,8 @@ func (b Backoff) withDefaults() Backoff {
 }
 
 // delay returns the wait before the next fork after quick quick deaths in
-// a row: 0, then Initial doubling up to Max, with ±20% jitter.
+// a row: 0, then Initial doubling up to Max, with ±20% jitter, never
+// more than Max.
 func (b Backoff) delay(quick int) time.Duration {
 	if quick <= 1 {
 		return 0
@@ -44,5 +45,5 @@ func (b Backoff) delay(quick int) time.Duration {
 		d = b.Max
 	}
 	jitter := 0.8 + 0.4*rand.Float64()
-	return time.Duration(float64(d) * jitter)
+	return min(time.Duration(float64(d)*jitter), b.Max)
 }

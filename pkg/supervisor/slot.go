@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
@@ -58,10 +59,20 @@ type slot struct {
 	lastExit int64
 	lastHalf int
 	retiring sync.WaitGroup
+	// retired is closed when the process retiring in the background is
+	// gone (nil: none). A replacement waits for it, as it would spawn into
+	// that process's half; pending holds the replace requests waiting.
+	retired chan struct{}
+	pending []ctrlReq
+
+	// drainCtx bounds every drain; Stop cancels it at its drain deadline.
+	drainCtx    context.Context
+	drainCancel context.CancelCauseFunc
 
 	mu    sync.Mutex
 	cur   *process
-	cause string // why the current process is about to die (kill, hung)
+	old   *process // retiring (draining) after a replacement
+	cause string   // why the current process is about to die (kill, hung)
 }
 
 type process struct {
@@ -72,11 +83,21 @@ type process struct {
 	started   time.Time
 	taskLimit int64 // recycle after this many tasks (0: never)
 	recycling bool
+	killed    string // why a retiring process was killed (guarded by slot.mu)
 }
 
 func newSlot(s *Supervisor, i int) *slot {
-	return &slot{sup: s, index: i, shm: s.cfg.Region.Slot(i), ctrl: make(chan ctrlReq, 4), done: make(chan struct{})}
+	sl := &slot{sup: s, index: i, shm: s.cfg.Region.Slot(i), ctrl: make(chan ctrlReq, 4), done: make(chan struct{})}
+	sl.drainCtx, sl.drainCancel = context.WithCancelCause(context.Background())
+	return sl
 }
+
+// drainUntil ends every drain of the slot, running or to come, at t.
+func (sl *slot) drainUntil(t time.Time) {
+	time.AfterFunc(time.Until(t), func() { sl.drainCancel(errStopDeadline) })
+}
+
+var errStopDeadline = errors.New("shutdown deadline")
 
 func (sl *slot) setIdentity(state shm.State, p *process, backoffUntil time.Time) {
 	id := shm.Identity{Generation: sl.gen, State: state, Restarts: sl.restarts, BackoffUntil: backoffUntil, LastExit: sl.lastExit}
@@ -115,6 +136,37 @@ func (sl *slot) kill(cause string) error {
 		return fmt.Errorf("slot %d: %w", sl.index, ErrNotRunning)
 	}
 	return p.runner.signal(syscall.SIGKILL)
+}
+
+// killWorker SIGKILLs w if it is the slot's current or retiring process.
+func (sl *slot) killWorker(w *Worker, cause string) error {
+	sl.mu.Lock()
+	var p *process
+	switch {
+	case sl.cur != nil && sl.cur.worker == w:
+		p, sl.cause = sl.cur, cause
+	case sl.old != nil && sl.old.worker == w && sl.old.killed == "":
+		p, sl.old.killed = sl.old, cause
+	}
+	sl.mu.Unlock()
+	if p == nil || p.runner == nil {
+		return fmt.Errorf("slot %d: pid %d: %w", sl.index, w.PID, ErrNotRunning)
+	}
+	return p.runner.signal(syscall.SIGKILL)
+}
+
+// killAll SIGKILLs the current and the retiring process.
+func (sl *slot) killAll(cause string) {
+	_ = sl.kill(cause)
+	sl.mu.Lock()
+	o := sl.old
+	if o != nil && o.killed == "" {
+		o.killed = cause
+	}
+	sl.mu.Unlock()
+	if o != nil {
+		_ = o.runner.signal(syscall.SIGKILL)
+	}
 }
 
 // run keeps the slot filled until a stop request or ctx ends. When first
@@ -220,46 +272,113 @@ func (sl *slot) supervise(ctx context.Context, p *process) (stop bool) {
 		select {
 		case <-p.runner.exited:
 			sl.reap(p)
+			// The slot forks a fresh process anyway: what waiting
+			// replace requests asked for.
+			sl.replyPending(nil)
 			return sl.sup.stopping.Load()
+		case <-sl.retired:
+			sl.retired = nil
+			if reqs := sl.pending; len(reqs) > 0 {
+				sl.pending = nil
+				p = sl.replace(ctx, p, reqs)
+			}
 		case r := <-sl.ctrl:
 			switch r.kind {
 			case ctrlStop:
+				sl.replyPending(fmt.Errorf("slot %d: %w", sl.index, ErrStopped))
 				sl.setIdentity(shm.StateDraining, p, time.Time{})
-				sl.retire(ctx, p, "stop")
+				sl.retire(p, "stop")
 				sl.clearCur(p)
 				sl.setIdentity(shm.StateStopped, nil, time.Time{})
 				r.reply(nil)
 				return true
 			case ctrlReplace:
-				np, err := sl.spawn(ctx, p.half == 0, p)
-				if err != nil {
-					cfg.Logger.Error("replacement worker failed to start; keeping the old one", "slot", sl.index,
-						"pid", p.worker.PID, "reason", r.reason, "error", err)
-					sl.sup.event(sl.index, "exited", fmt.Sprintf("replacement for pid %d failed to start: %v", p.worker.PID, err))
-					p.recycling = false
-					r.reply(err)
+				if sl.retired != nil {
+					// The previous replacement's old process still drains
+					// in the half the new one would take: wait for it.
+					cfg.Logger.Info("replacement waits for the previous one to finish draining", "slot", sl.index, "reason", r.reason)
+					sl.pending = append(sl.pending, r)
 					continue
 				}
-				sl.restarts++
-				sl.setIdentity(shm.StateReady, np, time.Time{})
-				sl.sup.countRestart(r.reason)
-				old := p
-				p = np
-				sl.retiring.Add(1)
-				go func() {
-					defer sl.retiring.Done()
-					sl.retire(context.WithoutCancel(ctx), old, r.reason)
-					r.reply(nil)
-				}()
+				p = sl.replace(ctx, p, []ctrlReq{r})
 			}
 		case <-ctx.Done():
-			sl.retire(context.WithoutCancel(ctx), p, "stop")
+			sl.replyPending(fmt.Errorf("slot %d: %w", sl.index, ErrStopped))
+			sl.retire(p, "stop")
 			sl.clearCur(p)
 			sl.setIdentity(shm.StateStopped, nil, time.Time{})
 			return true
 		case now := <-watch.C:
+			sl.checkRetiring(now)
 			sl.check(p, now)
 		}
+	}
+}
+
+func (sl *slot) replyPending(err error) {
+	for _, r := range sl.pending {
+		r.reply(err)
+	}
+	sl.pending = nil
+}
+
+// replace starts a new process in p's other half and, once it is ready,
+// retires p in the background; reqs (one replacement serves them all) are
+// answered when p is gone. It returns the slot's process: the new one, or
+// p when the new one failed to start. No retire may be in progress.
+func (sl *slot) replace(ctx context.Context, p *process, reqs []ctrlReq) *process {
+	cfg := &sl.sup.cfg
+	reason := reqs[0].reason
+	np, err := sl.spawn(ctx, p.half == 0, p)
+	if err != nil {
+		cfg.Logger.Error("replacement worker failed to start; keeping the old one", "slot", sl.index,
+			"pid", p.worker.PID, "reason", reason, "error", err)
+		sl.sup.event(sl.index, "exited", fmt.Sprintf("replacement for pid %d failed to start: %v", p.worker.PID, err))
+		p.recycling = false
+		for _, r := range reqs {
+			r.reply(err)
+		}
+		return p
+	}
+	sl.restarts++
+	sl.setIdentity(shm.StateReady, np, time.Time{})
+	sl.sup.countRestart(reason)
+	done := make(chan struct{})
+	sl.retired = done // spawn made p sl.old
+	sl.retiring.Add(1)
+	go func() {
+		defer sl.retiring.Done()
+		sl.retire(p, reason)
+		sl.mu.Lock()
+		sl.old = nil
+		sl.mu.Unlock()
+		close(done)
+		for _, r := range reqs {
+			r.reply(nil)
+		}
+	}()
+	return np
+}
+
+// checkRetiring kills the retiring process when its heartbeat is stale:
+// hung, it would hold its drain (and the next replacement) to the drain
+// timeout. Its tasks are delivered again once it is gone.
+func (sl *slot) checkRetiring(now time.Time) {
+	cfg := &sl.sup.cfg
+	sl.mu.Lock()
+	o := sl.old
+	sl.mu.Unlock()
+	if o == nil {
+		return
+	}
+	hb := sl.shm.Half(o.half).Heartbeat()
+	if hb.At.IsZero() || now.Sub(hb.At) <= cfg.HeartbeatTimeout {
+		return
+	}
+	age := now.Sub(hb.At).Round(time.Millisecond)
+	if sl.killWorker(o.worker, "hung") == nil {
+		cfg.Logger.Warn("draining worker hung: heartbeat stale, killing it", "slot", sl.index, "pid", o.worker.PID, "heartbeat_age", age)
+		sl.sup.event(sl.index, "killed", fmt.Sprintf("draining pid %d hung: no heartbeat for %v", o.worker.PID, age))
 	}
 }
 
@@ -276,8 +395,8 @@ func (sl *slot) check(p *process, now time.Time) {
 		_ = sl.kill("hung")
 		return
 	}
-	if p.recycling {
-		return
+	if p.recycling || sl.retired != nil {
+		return // recycling, or a replacement still under way
 	}
 	reason := ""
 	if done := half.Completed().Load() + half.Failed().Load(); p.taskLimit > 0 && done >= p.taskLimit {
@@ -298,25 +417,50 @@ func (sl *slot) check(p *process, now time.Time) {
 	}
 }
 
-// retire drains p (its tasks finish, its stop hooks run), stops it, and
-// hands back whatever it still had.
-func (sl *slot) retire(ctx context.Context, p *process, reason string) {
+// retire drains p (its tasks finish, its stop hooks run) for up to
+// StopTimeout or until the slot's drain deadline, stops it, and hands back
+// whatever it still had.
+func (sl *slot) retire(p *process, reason string) {
 	cfg := &sl.sup.cfg
 	sl.sup.event(sl.index, "draining", fmt.Sprintf("pid %d draining (%s)", p.worker.PID, reason))
-	dctx, cancel := context.WithTimeout(ctx, cfg.StopTimeout)
+	dctx, cancel := context.WithTimeout(sl.drainCtx, cfg.StopTimeout)
 	if err := cfg.Hooks.Drain(dctx, p.worker); err != nil {
-		cfg.Logger.Warn("worker drain incomplete", "slot", sl.index, "pid", p.worker.PID, "error", err)
+		cfg.Logger.Warn("worker drain incomplete", "slot", sl.index, "pid", p.worker.PID, "error", err, "cause", context.Cause(dctx))
 	}
 	cancel()
 	// Kill closes the gRPC connection (the worker exits on it), waits up to
-	// 2s, then SIGKILLs, and removes the socket directory.
-	p.client.Kill()
-	<-p.runner.exited
+	// 2s, then SIGKILLs, and removes the socket directory. Its shutdown RPC
+	// blocks on a frozen process, so SIGKILL here too if need be.
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		p.client.Kill()
+	}()
+	select {
+	case <-p.runner.exited:
+	case <-time.After(stopReserve + 500*time.Millisecond):
+		cfg.Logger.Warn("worker did not exit after close; killing it", "slot", sl.index, "pid", p.worker.PID)
+		sl.mu.Lock()
+		if p.killed == "" {
+			p.killed = "no exit after close"
+		}
+		sl.mu.Unlock()
+		_ = p.runner.signal(syscall.SIGKILL)
+		<-p.runner.exited
+	}
+	<-closed
 	sl.shm.Half(p.half).InFlight().Store(0)
 	cfg.Hooks.WorkerGone(p.worker)
-	status, _ := p.runner.exitStatus()
+	status, code := p.runner.exitStatus()
+	sl.mu.Lock()
+	killed := p.killed
+	sl.mu.Unlock()
 	cfg.Logger.Info("worker exited", "slot", sl.index, "pid", p.worker.PID, "gen", p.worker.Generation,
-		"status", status, "uptime", time.Since(p.started).Round(time.Millisecond), "graceful", true, "reason", reason)
+		"status", status, "uptime", time.Since(p.started).Round(time.Millisecond), "graceful", killed == "" && code >= 0, "reason", reason)
+	if killed != "" {
+		sl.sup.event(sl.index, "exited", fmt.Sprintf("draining pid %d %s (%s)", p.worker.PID, status, killed))
+		return
+	}
 	sl.sup.event(sl.index, "stopped", fmt.Sprintf("pid %d stopped gracefully (%s)", p.worker.PID, reason))
 }
 
@@ -450,6 +594,9 @@ func (sl *slot) spawn(ctx context.Context, second bool, replacing *process) (*pr
 	}
 	sl.mu.Lock()
 	sl.cur = p
+	if replacing != nil {
+		sl.old = replacing // now retiring: still killable
+	}
 	sl.mu.Unlock()
 	if replacing == nil {
 		sl.setIdentity(shm.StateReady, p, time.Time{})

@@ -195,8 +195,21 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop drains every worker (up to StopTimeout each, in parallel), stops
-// them and waits for the slot loops. It is safe to call more than once.
+// Stop timing: a drain ends stopReserve before Stop's deadline (go-plugin
+// then gives a worker 2s to exit; its stop hooks run), but lasts at least
+// minDrain.
+const (
+	minDrain    = 500 * time.Millisecond
+	stopReserve = 2 * time.Second
+	// StopGrace is the least time Stop needs to stop workers gracefully;
+	// give its ctx at least this much.
+	StopGrace = minDrain + stopReserve
+)
+
+// Stop drains every worker in parallel, up to StopTimeout and until
+// stopReserve before ctx's deadline (but at least minDrain), stops them
+// and waits for the slot loops. Workers left when ctx ends are killed. It
+// is safe to call more than once.
 func (s *Supervisor) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.started || s.stopped {
@@ -206,7 +219,15 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 	s.stopped = true
 	s.mu.Unlock()
 	s.stopping.Store(true)
+	dl, hasDeadline := ctx.Deadline()
+	drainBy := dl.Add(-stopReserve)
+	if least := time.Now().Add(minDrain); drainBy.Before(least) {
+		drainBy = least
+	}
 	for _, sl := range s.snapshot() {
+		if hasDeadline {
+			sl.drainUntil(drainBy)
+		}
 		sl.request(ctrlReq{kind: ctrlStop})
 	}
 	done := make(chan struct{})
@@ -220,7 +241,8 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		// Out of time: kill what is left.
 		for _, sl := range s.snapshot() {
-			_ = sl.kill("stop")
+			sl.drainCancel(ctx.Err())
+			sl.killAll("stop")
 		}
 		s.cancel()
 		<-done
@@ -277,24 +299,25 @@ func (s *Supervisor) Kill(i int) error {
 	return nil
 }
 
-// KillHung kills w if it is still its slot's current process: it was
-// found hung (reason says why); the slot forks a new one.
+// KillHung kills w if it is still its slot's current or retiring
+// (draining) process: it was found hung (reason says why). A current one
+// is replaced by a new fork; a retiring one's tasks are delivered again.
+// It is also the way to drop a worker the engine cannot use.
 func (s *Supervisor) KillHung(w *Worker, reason string) {
 	sl, err := s.slot(w.Slot)
 	if err != nil {
 		return
 	}
-	if p := sl.live(); p == nil || p.worker != w {
-		return
-	}
-	if sl.kill("hung") == nil {
+	if sl.killWorker(w, "hung") == nil {
 		s.event(w.Slot, "killed", fmt.Sprintf("pid %d hung: %s", w.PID, reason))
 	}
 }
 
 // Restart replaces the slot's worker with a fresh process: the new one
 // starts, and once it is ready the old one drains (its tasks finish, its
-// stop hooks run) and stops. It returns once the restart is under way.
+// stop hooks run) and stops. While an earlier replacement's old process
+// still drains, the restart waits for it. It returns once the restart is
+// under way.
 func (s *Supervisor) Restart(i int) error {
 	sl, err := s.slot(i)
 	if err != nil {
