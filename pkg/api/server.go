@@ -291,6 +291,8 @@ func (s *Server) control(action string) http.HandlerFunc {
 			writeError(w, http.StatusNotFound, "not_found", err.Error())
 		case errors.Is(err, supervisor.ErrNotRunning), errors.Is(err, supervisor.ErrStopped):
 			writeError(w, http.StatusConflict, "not_running", err.Error())
+		case errors.Is(err, supervisor.ErrBusy):
+			writeError(w, http.StatusConflict, "busy", err.Error())
 		case err != nil:
 			writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		default:

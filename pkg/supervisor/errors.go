@@ -12,6 +12,8 @@ var (
 	ErrNotRunning = errors.New("worker is not running")
 	// ErrBadCount: a worker count outside what the region has room for.
 	ErrBadCount = errors.New("bad worker count")
+	// ErrBusy: the slot already has control requests waiting.
+	ErrBusy = errors.New("worker slot busy with earlier requests")
 	// ErrStopped: the supervisor is stopping or stopped.
 	ErrStopped = errors.New("supervisor stopped")
 )

@@ -331,7 +331,7 @@ func (s *Supervisor) Restart(i int) error {
 		s.event(i, "restart", "graceful restart requested")
 		return nil
 	default:
-		return fmt.Errorf("slot %d: busy with earlier requests", i)
+		return fmt.Errorf("slot %d: %w", i, ErrBusy)
 	}
 }
 
