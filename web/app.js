@@ -104,14 +104,41 @@
   // ---------------------------------------------------------------- state
 
   const HISTORY_S = 60;
+  const MAX_EVENTS = 200;
   const state = {
     latest: null,  // the newest frame
     dirty: false,  // latest not rendered yet
     history: [],   // per-second buckets {sec, sum, n} of completed/s, last 60 s
-    lastEventSeq: 0,
+    lastEventSeq: 0,    // newest event on the page
+    pendingEvents: [],  // events received and not rendered yet, oldest first
+    queuedEventSeq: 0,  // newest event received
+    resetEvents: false, // a new master: clear the list before the next render
   };
 
+  // queueEvents keeps the events of every frame until the next render: a
+  // frame carries only the events of the last couple of seconds (the first
+  // frame of a connection has the 50 newest), so events must not be taken
+  // from the latest frame alone when several arrive between two renders
+  // (a background tab). Events are de-duplicated by seq.
+  function queueEvents(f) {
+    const evs = f.events || [];
+    const newMaster = (state.latest && f.seq < state.latest.seq) ||
+      (evs.length > 0 && evs[evs.length - 1].seq < state.queuedEventSeq);
+    if (newMaster) { // its frames and events count from 1 again
+      state.pendingEvents = [];
+      state.queuedEventSeq = 0;
+      state.resetEvents = true;
+    }
+    for (const e of evs) {
+      if (e.seq <= state.queuedEventSeq) continue;
+      state.queuedEventSeq = e.seq;
+      state.pendingEvents.push(e);
+    }
+    if (state.pendingEvents.length > MAX_EVENTS) state.pendingEvents.splice(0, state.pendingEvents.length - MAX_EVENTS);
+  }
+
   function onFrame(f) {
+    queueEvents(f);
     state.latest = f;
     state.dirty = true;
     const h = state.history;
@@ -407,16 +434,17 @@
 
   // ---------------------------------------------------------------- events
 
-  const MAX_EVENTS = 200;
   const eventsEl = $('#events');
 
-  function renderEvents(f) {
-    const evs = f.events || [];
-    if (!evs.length) return;
-    if (evs[evs.length - 1].seq < state.lastEventSeq) { // a new master: start over
+  function renderEvents() {
+    if (state.resetEvents) {
+      state.resetEvents = false;
       eventsEl.textContent = '';
       state.lastEventSeq = 0;
     }
+    const evs = state.pendingEvents;
+    if (!evs.length) return;
+    state.pendingEvents = [];
     for (const e of evs) { // oldest first; prepend, so the newest ends on top
       if (e.seq <= state.lastEventSeq) continue;
       state.lastEventSeq = e.seq;
@@ -436,6 +464,7 @@
       const msg = document.createElement('span');
       msg.className = 'msg';
       msg.textContent = e.message;
+      msg.title = e.message;
       li.append(time, kind, slot, msg);
       eventsEl.prepend(li);
     }
@@ -668,6 +697,60 @@
     }
   }
 
+  // ---------------------------------------------------------------- progress
+
+  // The frame lists up to 20 running tasks that reported progress (sdk
+  // Task.Progress), the most recently updated first; the panel is hidden
+  // when there are none (or the master sends none).
+  const progressPanel = $('#progress-panel');
+  const progressEl = $('#progress');
+  const progressRows = new Map(); // task id -> row
+
+  function makeProgressRow(p) {
+    const li = document.createElement('li');
+    li.className = 'pg';
+    li.dataset.id = p.id;
+    li.innerHTML = `<div class="pg-head"><span class="ev-slot"></span><span class="pg-kind"></span>` +
+      `<span class="pg-id"></span><span class="pg-pct"></span></div>` +
+      `<div class="bar"><div class="bar-fill"></div></div><div class="pg-msg"></div>`;
+    const row = {
+      li, slotEl: $('.ev-slot', li), kind: $('.pg-kind', li), id: $('.pg-id', li), pct: $('.pg-pct', li),
+      fill: $('.bar-fill', li), msg: $('.pg-msg', li),
+    };
+    setText(row.id, p.id.length > 8 ? '…' + p.id.slice(-8) : p.id);
+    row.id.title = p.id;
+    progressRows.set(p.id, row);
+    return row;
+  }
+
+  function renderProgress(f) {
+    const list = Array.isArray(f.progress) ? f.progress : [];
+    if (progressPanel.hidden !== (list.length === 0)) progressPanel.hidden = list.length === 0;
+    const seen = new Set();
+    list.forEach((p, i) => {
+      seen.add(p.id);
+      const row = progressRows.get(p.id) || makeProgressRow(p);
+      const frac = clamp(Number(p.fraction) || 0, 0, 1);
+      setText(row.slotEl, `w${p.slot}`);
+      row.slotEl.style.color = workerColor(p.slot);
+      setText(row.kind, p.kind);
+      setText(row.pct, `${Math.round(frac * 100)}%`);
+      const width = `${(frac * 100).toFixed(1)}%`;
+      if (row.fill.style.width !== width) row.fill.style.width = width;
+      setText(row.msg, p.message || '');
+      row.msg.title = p.message || '';
+      row.li.dataset.fraction = String(frac);
+      if (progressEl.children[i] !== row.li) progressEl.insertBefore(row.li, progressEl.children[i] || null);
+    });
+    for (const [id, row] of progressRows) {
+      if (!seen.has(id)) {
+        row.li.remove();
+        progressRows.delete(id);
+      }
+    }
+    setText($('#progress-count'), list.length ? `${list.length} running` : '');
+  }
+
   // ---------------------------------------------------------------- load panel
 
   const CHUNK = 10000;
@@ -682,6 +765,22 @@
     setText(durLabel, kind === 'cpu' ? 'rounds' : 'duration ms');
     durInput.disabled = !(kind === 'sleep' || kind === 'cpu');
   }
+  // The kinds the workers serve come with the frames; until one carries
+  // them (or when the master sends none) the page offers the built-in ones.
+  let kindsKey = '';
+  function renderKinds(f) {
+    const kinds = Array.isArray(f.kinds) ? f.kinds.filter((k) => typeof k === 'string' && k) : [];
+    if (!kinds.length) return;
+    const key = kinds.join('\n');
+    if (key === kindsKey) return;
+    kindsKey = key;
+    const cur = kindSel.value;
+    kindSel.replaceChildren(...kinds.map((k) => new Option(k, k)));
+    kindSel.value = kinds.includes(cur) ? cur : (kinds.includes('sleep') ? 'sleep' : kinds[0]);
+    kindSel.dataset.source = 'master';
+    syncKind();
+  }
+
   kindSel.addEventListener('change', () => {
     if (kindSel.value === 'cpu' && durInput.value === '500') durInput.value = '100000';
     if (kindSel.value === 'sleep' && durInput.value === '100000') durInput.value = '500';
@@ -743,7 +842,9 @@
       document.body.dataset.frameSeq = String(f.seq);
       renderSparkline(f);
       renderWorkers(f);
-      renderEvents(f);
+      renderEvents();
+      renderProgress(f);
+      renderKinds(f);
       renderLegend(f);
     }
     drawField(f, now);

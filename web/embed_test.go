@@ -19,10 +19,12 @@ func TestFSHasTheFiles(t *testing.T) {
 		{"index.html", []string{
 			`href="style.css"`, `src="app.js"`, `id="task-field"`, `data-cell-size="40"`, `id="conn-status"`,
 			`id="events"`, `id="load-submit"`, `id="load-status"`, `id="workers"`, `id="sparkline"`,
+			`id="load-kind"`, `id="progress-panel"`, `id="progress"`,
 		}},
 		{"app.js", []string{
 			"requestAnimationFrame", "/ws", "/api/v1/tasks/batch", "/api/v1/workers/", "Authorization",
 			"sessionStorage", "devicePixelRatio", "dataset.cellSize", "dataset.drawn", "worker-card",
+			"f.kinds", "f.progress", "pendingEvents",
 		}},
 		{"style.css", []string{".worker-card", `[data-state="ready"]`, `[data-state="backoff"]`, `[data-state="dead"]`, ".disconnected"}},
 	}

@@ -191,7 +191,16 @@ func (m *master) start() error {
 	}
 
 	events := dashboard.NewEventLog(200)
-	sampler := dashboard.NewSampler(m.region, events)
+	sampler := dashboard.NewSampler(m.region, events,
+		dashboard.WithKinds(eng.Kinds),
+		dashboard.WithProgress(func(n int) []dashboard.TaskProgress {
+			ps := eng.ProgressSnapshot(n)
+			out := make([]dashboard.TaskProgress, len(ps))
+			for i, p := range ps {
+				out[i] = dashboard.TaskProgress{ID: p.ID, Kind: p.Kind, Slot: p.Slot, Fraction: p.Fraction, Message: p.Message}
+			}
+			return out
+		}))
 	sup, err := supervisor.New(supervisor.Config{
 		Workers: cfg.Workers, WorkerBin: cfg.WorkerBin, RunDir: cfg.RunDir, Region: m.region,
 		Capacity: cfg.Capacity, Hooks: eng, StopTimeout: cfg.ShutdownTimeout, Logger: m.log,

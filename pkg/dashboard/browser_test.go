@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -18,9 +20,6 @@ import (
 )
 
 const chromiumPath = "/usr/bin/chromium"
-
-// screenshotPath is where TestPageInBrowser leaves a picture of the page.
-const screenshotPath = "/tmp/dashboard.png"
 
 // TestPageInBrowser serves the embedded page and a real hub over a real
 // region and drives headless Chromium: the cards, the task field's level of
@@ -37,7 +36,7 @@ func TestPageInBrowser(t *testing.T) {
 	r := newRegion(t, 6)
 	started := time.Now().Add(-95 * time.Second)
 	for i := range 4 {
-		r.Slot(i).SetIdentity(shm.Identity{PID: 4100 + i, Generation: 1, State: shm.StateReady, Started: started})
+		r.Slot(i).SetIdentity(shm.Identity{PID: 4100 + i, Generation: 1, State: shm.StateReady, Started: started, Restarts: int64(i * 411)})
 		worker(r, i).SetCapacity(10000)
 	}
 	log := dashboard.NewEventLog(0)
@@ -46,11 +45,27 @@ func TestPageInBrowser(t *testing.T) {
 		log.Add(i, "ready", fmt.Sprintf("worker %d ready gen=1 capacity=10000", i))
 	}
 	setInFlight(r, 4, 3, 2, 1) // 10 in flight
+	// Wide figures, which must fit the cards.
+	worker(r, 0).Completed().Store(12_345_678)
 
 	feeder := startFeeder(r, 4)
 	defer feeder.stop()
 
-	hub := dashboard.NewHub(dashboard.HubConfig{Sampler: dashboard.NewSampler(r, log), Region: r, Interval: 50 * time.Millisecond})
+	// The engine's part, faked: the kinds the workers serve and the running
+	// tasks' progress.
+	var progMu sync.Mutex
+	progress := []dashboard.TaskProgress{
+		{ID: "01JTASKAAAAAAAAAAAAAAAAAAA", Kind: "resize", Slot: 2, Fraction: 0.25, Message: "1 of 4 images"},
+		{ID: "01JTASKBBBBBBBBBBBBBBBBBBB", Kind: "sleep", Slot: 0, Fraction: 0.8},
+	}
+	sampler := dashboard.NewSampler(r, log,
+		dashboard.WithKinds(func() []string { return []string{"echo", "resize", "sleep"} }),
+		dashboard.WithProgress(func(int) []dashboard.TaskProgress {
+			progMu.Lock()
+			defer progMu.Unlock()
+			return slices.Clone(progress)
+		}))
+	hub := dashboard.NewHub(dashboard.HubConfig{Sampler: sampler, Region: r, Interval: 50 * time.Millisecond})
 	mux := http.NewServeMux()
 	mux.Handle("/ws", hub)
 	mux.Handle("/", http.FileServerFS(web.FS()))
@@ -127,7 +142,40 @@ func TestPageInBrowser(t *testing.T) {
 		const li = [...document.querySelectorAll('#events li')].map(e => Number(e.dataset.seq));
 		return li.length === 8 && li.every((s, i) => i === 0 || s < li[i - 1]);
 	})()`)
-	shot(t, bctx, "/tmp/dashboard-blocks.png")
+	// Only the first frame carried the events above; later ones carry none,
+	// and the list stays.
+	time.Sleep(time.Duration(dashboard.EventWindow+5) * 50 * time.Millisecond)
+	log.Add(3, "killed", "killed with SIGKILL on request")
+	waitJS(t, bctx, "a new event on top of the others", `(() => {
+		const li = [...document.querySelectorAll('#events li')];
+		return li.length === 9 && li[0].dataset.kind === 'killed' && li[0].dataset.seq === '9';
+	})()`)
+	// The load panel offers the kinds the frames carry.
+	waitJS(t, bctx, "the workers' kinds in the load panel", `(() => {
+		const s = document.querySelector('#load-kind');
+		return s.dataset.source === 'master' && [...s.options].map(o => o.value).join() === 'echo,resize,sleep' && s.value === 'sleep';
+	})()`)
+	// Progress, the most recently updated first.
+	waitJS(t, bctx, "two progress rows", `(() => {
+		const p = document.querySelector('#progress-panel');
+		const rows = [...document.querySelectorAll('#progress li')];
+		return !p.hidden && rows.length === 2 && rows[0].dataset.id === '01JTASKAAAAAAAAAAAAAAAAAAA' &&
+			rows[0].querySelector('.pg-pct').textContent === '25%' && rows[0].querySelector('.pg-msg').textContent === '1 of 4 images' &&
+			rows[0].querySelector('.pg-kind').textContent === 'resize' && rows[0].querySelector('.ev-slot').textContent === 'w2' &&
+			rows[1].querySelector('.pg-pct').textContent === '80%';
+	})()`)
+	progMu.Lock()
+	progress = []dashboard.TaskProgress{{ID: "01JTASKBBBBBBBBBBBBBBBBBBB", Kind: "sleep", Slot: 0, Fraction: 0.9, Message: "almost"}}
+	progMu.Unlock()
+	waitJS(t, bctx, "the progress list following the frames", `(() => {
+		const rows = [...document.querySelectorAll('#progress li')];
+		return rows.length === 1 && rows[0].querySelector('.pg-pct').textContent === '90%' && rows[0].querySelector('.pg-msg').textContent === 'almost';
+	})()`)
+	shotDir := t.TempDir()
+	if d := os.Getenv("DASHBOARD_SCREENSHOT_DIR"); d != "" { // to look at them
+		shotDir = d
+	}
+	shot(t, bctx, filepath.Join(shotDir, "dashboard-blocks.png"))
 
 	setInFlight(r, 5000, 5000, 5000, 5000) // 20,000 in flight
 	waitJS(t, bctx, "4px star dust for 20,000 tasks", `document.querySelector('#task-field').dataset.cellSize === '4' &&
@@ -159,7 +207,14 @@ func TestPageInBrowser(t *testing.T) {
 		return !e.hidden && e.textContent.includes('404');
 	})()`)
 	time.Sleep(300 * time.Millisecond) // let the sparkline and cpu figures settle
-	shot(t, bctx, screenshotPath)
+	if cut, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](cutTextJS)); err != nil || len(cut) > 0 {
+		t.Errorf("card text cut off: %v (%v)", cut, err)
+	}
+	progMu.Lock()
+	progress = nil
+	progMu.Unlock()
+	waitJS(t, bctx, "no progress panel without progress", `document.querySelector('#progress-panel').hidden`)
+	shot(t, bctx, filepath.Join(shotDir, "dashboard.png"))
 
 	if err := stop(); err != nil {
 		t.Errorf("Run: %v", err)
@@ -173,6 +228,11 @@ func TestPageInBrowser(t *testing.T) {
 		t.Errorf("page error: %s", e)
 	}
 }
+
+// cutTextJS lists the worker-card texts that do not fit their box.
+const cutTextJS = `[...document.querySelectorAll('.worker-card dd, .worker-card .inflight, .worker-card .wc-ids b, .worker-card dt')]
+	.filter(e => e.scrollWidth > e.clientWidth + 0.5)
+	.map(e => e.closest('.worker-card').dataset.slot + ' ' + e.className + ': ' + e.textContent)`
 
 // waitJS polls a JavaScript predicate until it is true, failing after 5s.
 func waitJS(t *testing.T, ctx context.Context, what, predicate string) {
@@ -239,7 +299,7 @@ func startFeeder(r *shm.Region, slots int) *feeder {
 						r.Counter(shm.Failed).Add(1)
 					}
 					cpu[s] += time.Duration(4+3*s) * time.Millisecond
-					worker(r, s).Beat(shm.Heartbeat{At: now, RSSBytes: int64(38+9*s) << 20, CPUTime: cpu[s], Goroutines: 40})
+					worker(r, s).Beat(shm.Heartbeat{At: now, RSSBytes: int64(38+29*s)<<20 + 734_003, CPUTime: cpu[s], Goroutines: 40})
 				}
 				r.Counter(shm.Queued).Store(int64(1200 + (i*37)%400))
 			}

@@ -25,7 +25,11 @@ func Example() {
 
 	events := dashboard.NewEventLog(0)
 	events.Add(0, "started", "worker 0 started")
-	sampler := dashboard.NewSampler(region, events)
+	// The master's engine also gives the frames the task kinds its workers
+	// serve and the progress of running tasks.
+	sampler := dashboard.NewSampler(region, events,
+		dashboard.WithKinds(func() []string { return []string{"echo", "sleep"} }),
+		dashboard.WithProgress(func(max int) []dashboard.TaskProgress { return nil }))
 	hub := dashboard.NewHub(dashboard.HubConfig{Sampler: sampler, Region: region})
 
 	mux := http.NewServeMux()

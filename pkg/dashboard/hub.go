@@ -40,18 +40,25 @@ type HubConfig struct {
 }
 
 // Hub streams frames to WebSocket clients. It is an http.Handler for the /ws
-// endpoint; Run drives the ticks and owns every client's writer. Each client
-// is served by the goroutine of its ServeHTTP call, which returns when the
-// client goes away, is dropped, or Run ends; Run waits for all of them before
-// it returns.
+// endpoint; Run drives the ticks and owns every client's writer. Each tick's
+// frame is encoded once for all clients; its full version (Frame.Full), for
+// a client's first frame or a client that fell more than EventWindow frames
+// behind, is encoded at most once per tick too, when first needed. Each
+// client is served by the goroutine of its ServeHTTP call, which returns
+// when the client goes away, is dropped, or Run ends; Run waits for all of
+// them before it returns.
 type Hub struct {
 	cfg     HubConfig
 	clients *atomic.Int64 // the region's WSClients counter, or a private one
 	ran     atomic.Bool
 
+	// Encodings, for tests: one frame per tick, plus at most one full frame
+	// per tick when a client needs it.
+	ticks, encodes, fullEncodes atomic.Int64
+
 	mu      sync.Mutex
 	conns   map[*client]struct{}
-	latest  []byte        // the last encoded frame, sent on connect
+	latest  *tickFrame    // the last frame, offered on connect
 	stopped bool          // Run has ended (or is ending): no new clients
 	done    chan struct{} // closed when Run's context ends
 	wg      sync.WaitGroup
@@ -59,20 +66,34 @@ type Hub struct {
 
 var _ http.Handler = (*Hub)(nil)
 
+// tickFrame is one tick's frame, encoded once for every client: delta
+// carries the events of the last EventWindow frames; the full encoding
+// (every FrameEvents newest event) is made the first time a client needs
+// it, and shared too.
+type tickFrame struct {
+	seq   uint64
+	delta []byte
+
+	frame    *Frame
+	fullOnce sync.Once
+	full     []byte
+}
+
 // client is one WebSocket connection and its latest-wins mailbox.
 type client struct {
 	conn    *websocket.Conn
 	addr    string
-	mailbox chan []byte // capacity 1: the newest unsent frame
+	mailbox chan *tickFrame // capacity 1: the newest unsent frame
 	skipped atomic.Int64
+	sent    uint64 // seq of the last frame written; only the writer uses it
 }
 
-// offer puts b in the mailbox, replacing a frame not yet taken. The hub's
+// offer puts tf in the mailbox, replacing a frame not yet taken. The hub's
 // lock serializes offers, so there is one sender and this never blocks.
-func (c *client) offer(b []byte) {
+func (c *client) offer(tf *tickFrame) {
 	for {
 		select {
-		case c.mailbox <- b:
+		case c.mailbox <- tf:
 			return
 		default:
 		}
@@ -138,17 +159,46 @@ func (h *Hub) Run(ctx context.Context) error {
 
 // tick samples, encodes once and offers the same bytes to every client.
 func (h *Hub) tick(now time.Time) {
-	b, err := json.Marshal(h.cfg.Sampler.Sample(now))
+	h.ticks.Add(1)
+	f := h.cfg.Sampler.Sample(now)
+	b, err := json.Marshal(f)
 	if err != nil { // cannot happen with the Frame type; never kill the stream over it
 		h.cfg.Logger.Error("dashboard: encode frame", "err", err)
 		return
 	}
+	h.encodes.Add(1)
+	tf := &tickFrame{seq: f.Seq, delta: b, frame: f}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.latest = b
+	h.latest = tf
 	for c := range h.conns {
-		c.offer(b)
+		c.offer(tf)
 	}
+}
+
+// bytesFor returns the encoding of tf that client c needs: the full frame
+// when c has had none yet or missed more than EventWindow frames (the
+// others no longer carry events it has not seen), else the shared one.
+func (h *Hub) bytesFor(c *client, tf *tickFrame) []byte {
+	if c.sent != 0 && tf.seq-c.sent <= EventWindow {
+		return tf.delta
+	}
+	tf.fullOnce.Do(func() {
+		full := tf.frame.Full()
+		if full == tf.frame {
+			tf.full = tf.delta
+			return
+		}
+		b, err := json.Marshal(full)
+		if err != nil { // cannot happen; the recent events are better than nothing
+			h.cfg.Logger.Error("dashboard: encode frame", "err", err)
+			b = tf.delta
+		} else {
+			h.fullEncodes.Add(1)
+		}
+		tf.full = b
+	})
+	return tf.full
 }
 
 // shutdown stops accepting clients, tells every writer to close and waits.
@@ -183,7 +233,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.cfg.Logger.Debug("dashboard: websocket rejected", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	c := &client{conn: conn, addr: r.RemoteAddr, mailbox: make(chan []byte, 1)}
+	c := &client{conn: conn, addr: r.RemoteAddr, mailbox: make(chan *tickFrame, 1)}
 	if !h.add(c) {
 		_ = conn.Close(websocket.StatusGoingAway, "server shutting down")
 		return
@@ -235,12 +285,13 @@ func (h *Hub) serve(c *client) {
 			_ = c.conn.CloseNow()
 			h.cfg.Logger.Debug("dashboard: client left", "remote", c.addr, "skipped", c.skipped.Load())
 			return
-		case b := <-c.mailbox:
-			if err := h.write(c, b); err != nil {
+		case tf := <-c.mailbox:
+			if err := h.write(c, h.bytesFor(c, tf)); err != nil {
 				_ = c.conn.CloseNow()
 				h.cfg.Logger.Info("dashboard: client dropped", "remote", c.addr, "skipped", c.skipped.Load(), "err", err)
 				return
 			}
+			c.sent = tf.seq
 		}
 	}
 }

@@ -1,10 +1,14 @@
 package dashboard_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -86,10 +90,23 @@ func TestHubSlowClientDoesNotDelayOthers(t *testing.T) {
 	)
 	r := newRegion(t, 8)
 	log := dashboard.NewEventLog(0)
-	big := strings.Repeat("x", 2048) // 50 events: ~100 KiB frames
-	for i := range dashboard.DefaultEventLogSize {
-		log.Add(i%8, "ready", big)
-	}
+	// A big event every tick: frames of EventWindow events, ~100 KiB.
+	big := strings.Repeat("x", 5000)
+	addCtx, stopAdding := context.WithCancel(context.Background())
+	var adder sync.WaitGroup
+	adder.Go(func() {
+		tk := time.NewTicker(interval)
+		defer tk.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-addCtx.Done():
+				return
+			case <-tk.C:
+				log.Add(i%8, "ready", big)
+			}
+		}
+	})
+	defer func() { stopAdding(); adder.Wait() }()
 	th := startHub(t, r, dashboard.HubConfig{
 		Sampler:      dashboard.NewSampler(r, log),
 		Interval:     interval,
@@ -303,5 +320,225 @@ func TestHubShutdownClosesClients(t *testing.T) {
 	}
 	if err := th.Run(ctx); !errors.Is(err, dashboard.ErrHubRan) {
 		t.Errorf("second Run = %v, want ErrHubRan", err)
+	}
+}
+
+// Every client gets the bytes the hub encoded once for the tick: two clients
+// read byte-identical frames, and the hub encoded one frame per tick (plus
+// at most one full frame per tick, for clients that needed one).
+func TestHubEncodesOncePerTick(t *testing.T) {
+	const frames = 30
+	r := newRegion(t, 2)
+	log := dashboard.NewEventLog(0)
+	for i := range 5 {
+		log.Add(i%2, "started", fmt.Sprintf("worker %d started", i%2))
+	}
+	th := startHub(t, r, dashboard.HubConfig{Sampler: dashboard.NewSampler(r, log), Interval: 20 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conns := []*websocket.Conn{dial(ctx, t, th.wsURL), dial(ctx, t, th.wsURL)}
+	got := make([]map[uint64][]byte, len(conns))
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		got[i] = map[uint64][]byte{}
+		wg.Go(func() {
+			for range frames {
+				_, b, err := c.Read(ctx)
+				if err != nil {
+					t.Errorf("client %d: %v", i, err)
+					return
+				}
+				seq, err := frameSeq(b)
+				if err != nil {
+					t.Errorf("client %d: %v", i, err)
+					return
+				}
+				got[i][seq] = b
+			}
+		})
+	}
+	wg.Wait()
+	for _, c := range conns {
+		_ = c.Close(websocket.StatusNormalClosure, "")
+	}
+	th.stop(t)
+	common := 0
+	for seq, b0 := range got[0] {
+		if b1, ok := got[1][seq]; ok {
+			common++
+			if !bytes.Equal(b0, b1) {
+				t.Errorf("frame %d differs between the clients:\n%s\n%s", seq, b0, b1)
+			}
+		}
+	}
+	ticks, encodes, full := th.EncodeCounts()
+	t.Logf("%d ticks, %d frame encodes, %d full-frame encodes; %d frames read by both clients", ticks, encodes, full, common)
+	if common < frames/2 {
+		t.Errorf("only %d frames in common of %d each", common, frames)
+	}
+	if encodes != ticks || ticks < frames {
+		t.Errorf("%d encodes for %d ticks, want one per tick", encodes, ticks)
+	}
+	// The first EventWindow frames carry every event, so a client that
+	// connects then needs no full frame of its own.
+	if full > int64(len(conns)) {
+		t.Errorf("%d full-frame encodes for %d clients", full, len(conns))
+	}
+}
+
+// Frames carry only the recent events, yet a client that falls behind by
+// more than EventWindow frames still sees every event: the hub sends it a
+// full frame. Run with events added all along, one fast client and one that
+// pauses for 2×EventWindow ticks now and then; small socket buffers on both
+// ends make the hub skip frames for the slow one instead of queueing them in
+// the kernel.
+func TestHubLaggingClientGetsEveryEvent(t *testing.T) {
+	const interval = 10 * time.Millisecond
+	r := newRegion(t, 1)
+	log := dashboard.NewEventLog(0)
+	th := startHubOn(t, r, dashboard.HubConfig{Sampler: dashboard.NewSampler(r, log), Interval: interval},
+		func(ln net.Listener) net.Listener { return smallWriteBuffers{ln} })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	addCtx, stopAdding := context.WithCancel(ctx)
+	var adder sync.WaitGroup
+	// One event per 2 ticks, far fewer than FrameEvents in any pause below,
+	// in frames of ~6 KiB: the socket buffers hold only a few.
+	pad := strings.Repeat("x", 500)
+	adder.Go(func() {
+		tk := time.NewTicker(2 * interval)
+		defer tk.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-addCtx.Done():
+				return
+			case <-tk.C:
+				log.Add(i%4, "ready", fmt.Sprintf("event %d %s", i, pad))
+			}
+		}
+	})
+	defer func() { stopAdding(); adder.Wait() }()
+
+	type result struct {
+		seqs      map[uint64]bool // event seqs seen
+		frames    int
+		bigGaps   int // frame seq jumps of more than EventWindow
+		lastEvent uint64
+	}
+	read := func(c *websocket.Conn, until time.Time, pause func(n int) time.Duration) result {
+		res := result{seqs: map[uint64]bool{}}
+		var last uint64
+		for time.Now().Before(until) {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				t.Errorf("read: %v", err)
+				return res
+			}
+			var f struct {
+				Seq    uint64            `json:"seq"`
+				Events []dashboard.Event `json:"events"`
+			}
+			if err := json.Unmarshal(b, &f); err != nil {
+				t.Errorf("decode: %v", err)
+				return res
+			}
+			if last != 0 && f.Seq-last > dashboard.EventWindow {
+				res.bigGaps++
+			}
+			last = f.Seq
+			res.frames++
+			for _, e := range f.Events {
+				res.seqs[e.Seq] = true
+				res.lastEvent = max(res.lastEvent, e.Seq)
+			}
+			time.Sleep(pause(res.frames))
+		}
+		return res
+	}
+	fast := dial(ctx, t, th.wsURL)
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			err = c.(*net.TCPConn).SetReadBuffer(32 << 10)
+		}
+		return c, err
+	}}
+	defer tr.CloseIdleConnections()
+	slow, _, err := websocket.Dial(ctx, th.wsURL, &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.SetReadLimit(-1)
+	defer slow.CloseNow()
+
+	time.Sleep(200 * time.Millisecond) // some events before the clients read
+	until := time.Now().Add(2500 * time.Millisecond)
+	var results [2]result
+	var wg sync.WaitGroup
+	wg.Go(func() { results[0] = read(fast, until, func(int) time.Duration { return 0 }) })
+	wg.Go(func() {
+		results[1] = read(slow, until, func(n int) time.Duration {
+			if n%10 == 0 {
+				return 2 * dashboard.EventWindow * interval
+			}
+			return 0
+		})
+	})
+	wg.Wait()
+	for i, res := range results {
+		name := []string{"fast", "slow"}[i]
+		missing := 0
+		for s := uint64(1); s <= res.lastEvent; s++ {
+			if !res.seqs[s] {
+				missing++
+			}
+		}
+		t.Logf("%s client: %d frames, %d jumps of more than %d frames, events 1..%d, %d missing", name, res.frames, res.bigGaps, dashboard.EventWindow, res.lastEvent, missing)
+		if res.lastEvent < 50 || missing > 0 {
+			t.Errorf("%s client saw events up to %d with %d missing", name, res.lastEvent, missing)
+		}
+	}
+	_, _, full := th.EncodeCounts()
+	t.Logf("%d full frames encoded", full)
+	if results[1].bigGaps == 0 {
+		t.Error("the slow client never fell more than EventWindow frames behind: the test tested nothing")
+	}
+}
+
+// smallWriteBuffers gives every accepted TCP connection a small send
+// buffer, so that a client that does not read blocks the hub's writes soon.
+type smallWriteBuffers struct{ net.Listener }
+
+func (l smallWriteBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+// Kinds and progress from the sampler's sources reach the clients.
+func TestHubStreamsKindsAndProgress(t *testing.T) {
+	r := newRegion(t, 1)
+	s := dashboard.NewSampler(r, nil,
+		dashboard.WithKinds(func() []string { return []string{"echo", "resize"} }),
+		dashboard.WithProgress(func(int) []dashboard.TaskProgress {
+			return []dashboard.TaskProgress{{ID: "t1", Kind: "resize", Slot: 0, Fraction: 0.25, Message: "1 of 4"}}
+		}))
+	th := startHub(t, r, dashboard.HubConfig{Sampler: s, Interval: 20 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, b, err := dial(ctx, t, th.wsURL).Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f dashboard.Frame
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	want := dashboard.TaskProgress{ID: "t1", Kind: "resize", Fraction: 0.25, Message: "1 of 4"}
+	if !slices.Equal(f.Kinds, []string{"echo", "resize"}) || len(f.Progress) != 1 || f.Progress[0] != want {
+		t.Fatalf("kinds %v progress %+v", f.Kinds, f.Progress)
 	}
 }

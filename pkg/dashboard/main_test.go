@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -69,6 +70,13 @@ type testHub struct {
 // server at /ws. stop (also run at cleanup) ends Run and waits for it.
 func startHub(t testing.TB, region *shm.Region, cfg dashboard.HubConfig) *testHub {
 	t.Helper()
+	return startHubOn(t, region, cfg, nil)
+}
+
+// startHubOn is startHub on a server whose listener is wrap(the test
+// listener) when wrap is not nil.
+func startHubOn(t testing.TB, region *shm.Region, cfg dashboard.HubConfig, wrap func(net.Listener) net.Listener) *testHub {
+	t.Helper()
 	if cfg.Sampler == nil {
 		cfg.Sampler = dashboard.NewSampler(region, dashboard.NewEventLog(0))
 	}
@@ -82,7 +90,11 @@ func startHub(t testing.TB, region *shm.Region, cfg dashboard.HubConfig) *testHu
 		defer close(th.done)
 		th.err = h.Run(ctx)
 	}()
-	th.srv = httptest.NewServer(h)
+	th.srv = httptest.NewUnstartedServer(h)
+	if wrap != nil {
+		th.srv.Listener = wrap(th.srv.Listener)
+	}
+	th.srv.Start()
 	th.wsURL = "ws" + strings.TrimPrefix(th.srv.URL, "http") + "/ws"
 	t.Cleanup(func() {
 		th.stop(t)

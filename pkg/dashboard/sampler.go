@@ -4,12 +4,29 @@ import (
 	"math"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/atomicflow/atomicflow/pkg/shm"
 )
 
-// FrameEvents is how many of the newest events a Frame carries.
+// FrameEvents is how many of the newest events a full frame carries (see
+// Frame.Full): the first frame a client gets, and a frame for a client that
+// fell more than EventWindow frames behind.
 const FrameEvents = 50
+
+// EventWindow is how many consecutive frames carry a new event: an event
+// added before sample n is in frames n to n+EventWindow-1 (2 s at 10 Hz),
+// then no more. A client that got frame a and then frame b, with
+// b-a <= EventWindow, has been sent every event added in between (up to
+// FrameEvents of them); the hub sends any other client a full frame.
+const EventWindow = 20
+
+// MaxProgress is how many running tasks' progress a frame lists at most.
+const MaxProgress = 20
+
+// MaxProgressMessage bounds a progress message in a frame, in bytes: a longer
+// one is cut (at a rune boundary) and ends in "…".
+const MaxProgressMessage = 80
 
 // Worker is the JSON view of one worker slot. The master serves the same
 // shape at GET /api/v1/workers.
@@ -48,6 +65,18 @@ type Rates struct {
 	SubmittedPerS float64 `json:"submitted_per_s"`
 }
 
+// TaskProgress is the progress a running task last reported (sdk
+// Task.Progress), as a frame lists it.
+type TaskProgress struct {
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	// Slot is the worker slot the task runs on.
+	Slot int `json:"slot"`
+	// Fraction is in [0, 1].
+	Fraction float64 `json:"fraction"`
+	Message  string  `json:"message,omitempty"`
+}
+
 // Frame is one sample of the whole system, as streamed on /ws.
 type Frame struct {
 	Seq uint64 `json:"seq"`
@@ -58,19 +87,47 @@ type Frame struct {
 	Rates      Rates            `json:"rates"`
 	QueueDepth int64            `json:"queue_depth"`
 	Workers    []Worker         `json:"workers"`
-	// Events are the newest FrameEvents events, oldest first.
+	// Kinds are the task kinds the master accepts, sorted (WithKinds);
+	// absent when the sampler has no such source or it knows none yet.
+	Kinds []string `json:"kinds,omitempty"`
+	// Progress lists up to MaxProgress running tasks that reported
+	// progress, the most recently updated first (WithProgress); absent
+	// when there are none.
+	Progress []TaskProgress `json:"progress,omitempty"`
+	// Events are the events added during the last EventWindow samples
+	// (at most FrameEvents), oldest first. Full returns the frame with the
+	// FrameEvents newest instead.
 	Events []Event `json:"events"`
+
+	recent []Event // the FrameEvents newest events, oldest first
+}
+
+// Full returns a copy of f whose Events are the FrameEvents newest events of
+// the log at sample time, not only the recent ones: what a client that has
+// seen no earlier frame, or missed more than EventWindow of them, needs. It
+// returns f itself when f already carries all of them.
+func (f *Frame) Full() *Frame {
+	if len(f.Events) == len(f.recent) {
+		return f
+	}
+	full := *f
+	full.Events = f.recent
+	return &full
 }
 
 // Sampler reads a shm.Region and builds Frames. Its methods are safe for
 // concurrent use: the hub calls Sample on its ticks while HTTP handlers call
 // Workers.
 type Sampler struct {
-	region *shm.Region
-	log    *EventLog
+	region   *shm.Region
+	log      *EventLog
+	kinds    func() []string
+	progress func(max int) []TaskProgress
 
-	mu      sync.Mutex
-	seq     uint64
+	mu  sync.Mutex
+	seq uint64
+	// newest[n % EventWindow] is the seq of the newest event at sample n.
+	newest  [EventWindow]uint64
 	prev    counterSample
 	hasPrev bool
 	rates   Rates
@@ -94,16 +151,57 @@ type cpuSample struct {
 	percent float64
 }
 
-// NewSampler returns a sampler of r that attaches the newest events of log to
-// every frame. r must not be nil; log may be nil (frames carry no events).
-func NewSampler(r *shm.Region, log *EventLog) *Sampler {
-	return &Sampler{region: r, log: log, cpu: make([]cpuSample, r.Slots())}
+// A SamplerOption gives a Sampler a source of what the shared region does
+// not hold: the master's engine knows the task kinds and the running tasks'
+// progress.
+type SamplerOption func(*Sampler)
+
+// WithKinds makes every frame carry the task kinds the master accepts (the
+// page's load panel offers them); kinds returns them sorted. A nil kinds
+// adds nothing.
+func WithKinds(kinds func() []string) SamplerOption {
+	return func(s *Sampler) { s.kinds = kinds }
+}
+
+// WithProgress makes every frame list the progress of up to MaxProgress
+// running tasks: progress(max) returns at most max running tasks that
+// reported progress, the most recently updated first. The sampler clamps
+// fractions to [0, 1], cuts messages to MaxProgressMessage bytes and keeps
+// the first MaxProgress entries. It is called once per sample, so it should
+// be cheap. A nil progress adds nothing.
+func WithProgress(progress func(max int) []TaskProgress) SamplerOption {
+	return func(s *Sampler) { s.progress = progress }
+}
+
+// NewSampler returns a sampler of r that attaches the recent events of log
+// to every frame. r must not be nil; log may be nil (frames carry no
+// events). Options add sources beyond the region; without them frames carry
+// no kinds and no progress.
+func NewSampler(r *shm.Region, log *EventLog, opts ...SamplerOption) *Sampler {
+	s := &Sampler{region: r, log: log, cpu: make([]cpuSample, r.Slots())}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Sample reads the region at time now and returns the next frame. Rates and
 // CPU percentages are computed against the previous call; the first frame has
-// zero rates.
+// zero rates. The frame's events are those added during the last EventWindow
+// calls (Frame.Full has the FrameEvents newest).
 func (s *Sampler) Sample(now time.Time) *Frame {
+	recent := []Event{}
+	if s.log != nil {
+		recent = s.log.Recent(FrameEvents)
+	}
+	var kinds []string
+	if s.kinds != nil {
+		kinds = s.kinds()
+	}
+	var progress []TaskProgress
+	if s.progress != nil {
+		progress = cleanProgress(s.progress(MaxProgress))
+	}
 	counters := s.region.CounterValues()
 	snaps := s.region.Snapshots()
 	cur := counterSample{
@@ -116,6 +214,14 @@ func (s *Sampler) Sample(now time.Time) *Frame {
 	s.mu.Lock()
 	s.seq++
 	seq := s.seq
+	// The newest event as of EventWindow samples ago (0 before that): this
+	// frame carries every event after it.
+	since := s.newest[seq%EventWindow]
+	newest := s.newest[(seq-1)%EventWindow]
+	if n := len(recent); n > 0 {
+		newest = recent[n-1].Seq
+	}
+	s.newest[seq%EventWindow] = newest
 	if !s.hasPrev {
 		s.prev, s.hasPrev = cur, true
 	} else if dt := now.Sub(s.prev.at).Seconds(); dt > 0 {
@@ -137,9 +243,9 @@ func (s *Sampler) Sample(now time.Time) *Frame {
 	}
 	s.mu.Unlock()
 
-	events := []Event{}
-	if s.log != nil {
-		events = s.log.Recent(FrameEvents)
+	first := len(recent)
+	for first > 0 && recent[first-1].Seq > since {
+		first--
 	}
 	return &Frame{
 		Seq:        seq,
@@ -148,8 +254,35 @@ func (s *Sampler) Sample(now time.Time) *Frame {
 		Rates:      rates,
 		QueueDepth: counters[shm.Queued.String()],
 		Workers:    workers,
-		Events:     events,
+		Kinds:      kinds,
+		Progress:   progress,
+		Events:     recent[first:],
+		recent:     recent,
 	}
+}
+
+// cleanProgress bounds what a progress source returned: MaxProgress
+// entries, fractions in [0, 1] with 3 decimals, messages of at most
+// MaxProgressMessage bytes. It returns nil for none.
+func cleanProgress(in []TaskProgress) []TaskProgress {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]TaskProgress, min(len(in), MaxProgress))
+	for i := range out {
+		p := in[i]
+		p.Fraction = round(math.Min(1, math.Max(0, p.Fraction)), 3)
+		if len(p.Message) > MaxProgressMessage {
+			const ellipsis = "…"
+			cut := MaxProgressMessage - len(ellipsis)
+			for cut > 0 && !utf8.RuneStart(p.Message[cut]) {
+				cut--
+			}
+			p.Message = p.Message[:cut] + ellipsis
+		}
+		out[i] = p
+	}
+	return out
 }
 
 // Workers reads the slots now and returns the view of every slot in use, by

@@ -2,8 +2,12 @@ package dashboard_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/atomicflow/atomicflow/pkg/dashboard"
 	"github.com/atomicflow/atomicflow/pkg/shm"
@@ -265,4 +269,160 @@ func TestSamplerConcurrentWorkers(t *testing.T) {
 		}
 	}
 	<-done
+}
+
+// An event rides in EventWindow consecutive frames, then drops out; Full
+// always has the FrameEvents newest.
+func TestSamplerEventWindow(t *testing.T) {
+	r := newRegion(t, 1)
+	log := dashboard.NewEventLog(0)
+	s := dashboard.NewSampler(r, log)
+	seqs := func(evs []dashboard.Event) []uint64 {
+		out := []uint64{}
+		for _, e := range evs {
+			out = append(out, e.Seq)
+		}
+		return out
+	}
+	const old = dashboard.FrameEvents + 5
+	for range old {
+		log.Add(0, "ready", "before the first sample")
+	}
+	// The first EventWindow frames carry what the log held at the start.
+	var frames []*dashboard.Frame
+	for i := range dashboard.EventWindow {
+		frames = append(frames, s.Sample(at(time.Duration(i)*100*time.Millisecond)))
+	}
+	for i, f := range frames {
+		if got := seqs(f.Events); len(got) != dashboard.FrameEvents || got[0] != old-dashboard.FrameEvents+1 {
+			t.Fatalf("frame %d: events %v, want the %d newest", i+1, got, dashboard.FrameEvents)
+		}
+	}
+	// Then nothing new: empty, but Full still has the newest.
+	f := s.Sample(at(3 * time.Second))
+	if len(f.Events) != 0 {
+		t.Fatalf("frame %d: events %v, want none", f.Seq, seqs(f.Events))
+	}
+	if full := f.Full(); len(full.Events) != dashboard.FrameEvents || full.Events[len(full.Events)-1].Seq != old || full.Seq != f.Seq {
+		t.Fatalf("full frame %d: events %v", full.Seq, seqs(full.Events))
+	}
+	if len(f.Events) != 0 {
+		t.Fatal("Full changed the frame it was called on")
+	}
+	// One new event: in exactly EventWindow frames, from the next sample on.
+	log.Add(0, "killed", "one new event")
+	for i := range 2 * dashboard.EventWindow {
+		f := s.Sample(at(4*time.Second + time.Duration(i)*100*time.Millisecond))
+		got := seqs(f.Events)
+		if i < dashboard.EventWindow && !slices.Equal(got, []uint64{old + 1}) {
+			t.Fatalf("frame %d (%d after the event): events %v, want [%d]", f.Seq, i, got, old+1)
+		}
+		if i >= dashboard.EventWindow && len(got) != 0 {
+			t.Fatalf("frame %d (%d after the event): events %v, want none", f.Seq, i, got)
+		}
+	}
+	// The guarantee: any two frames at most EventWindow apart together
+	// carry every event added between them.
+	s2 := dashboard.NewSampler(r, log)
+	var all []*dashboard.Frame
+	for i := range 200 {
+		if i%3 == 0 {
+			log.Add(0, "ready", fmt.Sprint(i))
+		}
+		all = append(all, s2.Sample(at(time.Duration(i)*time.Millisecond)))
+	}
+	for a := range all {
+		for b := a + 1; b < len(all) && b-a <= dashboard.EventWindow; b++ {
+			lastA := uint64(0)
+			if evs := all[a].Full().Events; len(evs) > 0 {
+				lastA = evs[len(evs)-1].Seq
+			}
+			full := all[b].Full().Events
+			var want []uint64
+			for _, e := range full {
+				if e.Seq > lastA {
+					want = append(want, e.Seq)
+				}
+			}
+			var got []uint64
+			for _, e := range all[b].Events {
+				if e.Seq > lastA {
+					got = append(got, e.Seq)
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("frames %d → %d: frame %d carries %v of the new events %v", all[a].Seq, all[b].Seq, all[b].Seq, got, want)
+			}
+		}
+	}
+}
+
+// Kinds and progress come from the sampler's options, bounded.
+func TestSamplerKindsAndProgress(t *testing.T) {
+	r := newRegion(t, 2)
+	kinds := []string{"echo", "sleep"}
+	var asked []int
+	many := make([]dashboard.TaskProgress, 30)
+	for i := range many {
+		many[i] = dashboard.TaskProgress{ID: fmt.Sprintf("t%02d", i), Kind: "sleep", Slot: i % 2, Fraction: float64(i) / 29, Message: "ok"}
+	}
+	many[0].Fraction = -0.5
+	many[1].Fraction = 1.7
+	many[2].Fraction = 0.123456
+	many[3].Message = strings.Repeat("é", 100) // 200 bytes of 2-byte runes
+	var src []dashboard.TaskProgress
+	s := dashboard.NewSampler(r, nil,
+		dashboard.WithKinds(func() []string { return kinds }),
+		dashboard.WithProgress(func(max int) []dashboard.TaskProgress {
+			asked = append(asked, max)
+			return src
+		}))
+
+	f := s.Sample(base)
+	if !slices.Equal(f.Kinds, kinds) || f.Progress != nil {
+		t.Fatalf("kinds %v progress %v; want %v and none", f.Kinds, f.Progress, kinds)
+	}
+	b, _ := json.Marshal(f)
+	if strings.Contains(string(b), `"progress"`) {
+		t.Errorf("a frame with no progress encodes the field: %s", b)
+	}
+
+	src = many
+	f = s.Sample(at(time.Second))
+	if !slices.Equal(asked, []int{dashboard.MaxProgress, dashboard.MaxProgress}) {
+		t.Errorf("progress asked for %v, want MaxProgress each sample", asked)
+	}
+	if len(f.Progress) != dashboard.MaxProgress {
+		t.Fatalf("%d progress entries, want %d", len(f.Progress), dashboard.MaxProgress)
+	}
+	for i, p := range f.Progress {
+		if p.ID != many[i].ID || p.Slot != many[i].Slot || p.Fraction < 0 || p.Fraction > 1 {
+			t.Errorf("entry %d = %+v", i, p)
+		}
+	}
+	if f.Progress[0].Fraction != 0 || f.Progress[1].Fraction != 1 || f.Progress[2].Fraction != 0.123 {
+		t.Errorf("fractions %v %v %v, want 0, 1, 0.123", f.Progress[0].Fraction, f.Progress[1].Fraction, f.Progress[2].Fraction)
+	}
+	if m := f.Progress[3].Message; len(m) > dashboard.MaxProgressMessage || !utf8.ValidString(m) || !strings.HasSuffix(m, "…") {
+		t.Errorf("long message cut to %d bytes %q, want at most %d, valid UTF-8, ending in …", len(m), m, dashboard.MaxProgressMessage)
+	}
+	if many[3].Message != strings.Repeat("é", 100) || many[0].Fraction != -0.5 {
+		t.Error("the sampler changed the source's entries")
+	}
+	b, _ = json.Marshal(f)
+	var m struct {
+		Kinds    []string         `json:"kinds"`
+		Progress []map[string]any `json:"progress"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m.Kinds, kinds) || len(m.Progress) != dashboard.MaxProgress {
+		t.Fatalf("JSON: %s", b)
+	}
+	for _, k := range []string{"id", "kind", "slot", "fraction", "message"} {
+		if _, ok := m.Progress[4][k]; !ok {
+			t.Errorf("progress entry lacks %q: %v", k, m.Progress[4])
+		}
+	}
 }

@@ -101,6 +101,7 @@ type Engine struct {
 	slotCount  int                          // slots in use (key-hash maps keys onto them)
 	rr         int
 	kinds      map[string]bool
+	progLog    progressLog // the latest progress reports, for ProgressSnapshot
 	accepting  bool
 	dispatchOn bool
 	idle       chan struct{} // closed when nothing is in flight, during shutdown

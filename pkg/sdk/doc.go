@@ -4,10 +4,15 @@
 // batches over one Session stream, and supervises it.
 //
 // Inside the worker every task runs in its own goroutine, bounded by a
-// semaphore of Config.Capacity (the master never sends more than that). The
-// worker keeps its slot of the shared region current: in flight, completed,
-// failed, heartbeat, RSS and CPU time, so the master and the dashboard read
-// live numbers without an RPC.
+// semaphore of the smaller of Config.Capacity and the master's --capacity
+// (the master never sends more than that). The worker keeps its slot of the
+// shared region current: in flight, completed, failed, heartbeat, RSS and
+// CPU time, so the master and the dashboard read live numbers without an
+// RPC.
+//
+// Config.OnStart runs before the worker reports ready and Config.OnStop when
+// it drains, before the process exits (Swoole's onWorkerStart and
+// onWorkerStop).
 //
 // Handlers reach the master's shared tables (declared with --table) through
 // the task: t.Table("hits") returns a *shm.Table whose Incr, Get, Set, Del

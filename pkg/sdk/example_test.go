@@ -2,6 +2,7 @@ package sdk_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,57 @@ import (
 	"github.com/atomicflow/atomicflow/pkg/sdk"
 	"github.com/atomicflow/atomicflow/pkg/shm"
 )
+
+// A complete worker: its main calls Serve, which runs until the master
+// stops it. Build it and point the master at it:
+//
+//	go build -o bin/resizer ./cmd/resizer
+//	bin/master --worker-bin bin/resizer
+//
+// (This example is compiled, not run: Serve needs a master.)
+func ExampleServe() {
+	var db *sql.DB // what the handlers share in this process
+	sdk.Serve(sdk.Config{
+		Handlers: map[string]sdk.Handler{
+			// "resize" {"images": ["a.png", …]} reports its progress as
+			// it goes; the API and the dashboard show the latest report.
+			"resize": func(ctx context.Context, t *sdk.Task) ([]byte, error) {
+				var p struct{ Images []string }
+				if err := json.Unmarshal(t.Payload, &p); err != nil {
+					return nil, err
+				}
+				for i, img := range p.Images {
+					if err := ctx.Err(); err != nil { // timeout, cancel, drain
+						return nil, err
+					}
+					t.Progress(float64(i)/float64(len(p.Images)), "resizing "+img)
+					if _, err := db.ExecContext(ctx, "UPDATE images SET done = 1 WHERE name = ?", img); err != nil {
+						return nil, err
+					}
+				}
+				t.Progress(1, "done")
+				return json.Marshal(map[string]int{"resized": len(p.Images)})
+			},
+		},
+		// At most 16 tasks at once in this worker, however high the
+		// master's --capacity (the smaller figure wins).
+		Capacity: 16,
+		// Before the worker reports ready: no task arrives until it
+		// returns, and an error makes the worker exit (the master backs
+		// the slot off and forks it again).
+		OnStart: func(ctx context.Context) error {
+			var err error // (with a database/sql driver imported for "sqlite")
+			if db, err = sql.Open("sqlite", "images.db"); err != nil {
+				return err
+			}
+			return db.PingContext(ctx)
+		},
+		// When the worker drains, after its last task, before it exits.
+		OnStop: func(ctx context.Context) error {
+			return db.Close()
+		},
+	})
+}
 
 // hit counts a key in the shared table "hits": every worker of the master
 // sees the same counter.

@@ -45,11 +45,22 @@ func (t *Task) Progress(fraction float64, msg string) {
 type Config struct {
 	// Handlers maps task kinds to their handlers.
 	Handlers map[string]Handler
-	// Capacity is the number of tasks that may run at once (default 10,000).
-	// The master's --capacity, passed in the environment, takes precedence.
+	// Capacity is the most tasks this worker runs at once. The master's
+	// --capacity (default 10,000, passed in the environment) is a limit for
+	// every worker, so the worker uses the smaller of the two: set Capacity
+	// to keep a worker below the master's figure (a handler that holds a
+	// scarce resource), leave it 0 to take the master's. The figure in use
+	// is what the worker announces to the master, which never has more than
+	// that in flight on it, and what GET /api/v1/workers and the dashboard
+	// show. Run without a master's figure, 0 means DefaultCapacity.
 	Capacity int
 	// OnStart runs once before the worker reports ready (Swoole's
-	// onWorkerStart). An error makes the worker exit.
+	// onWorkerStart): the slot shows "starting" and gets no task until it
+	// returns. Its ctx ends when the master stops waiting (its start
+	// timeout, 10 s). An error makes the worker exit with code 6
+	// (wire.ExitStartHook): at the master's start that stops the master (a
+	// configuration problem); later the master logs the error, and the slot
+	// backs off and forks again, like any crash at start.
 	OnStart func(ctx context.Context) error
 	// OnStop runs when the worker drains, after its last task finished, and
 	// before the process exits (Swoole's onWorkerStop).
@@ -66,11 +77,10 @@ type Config struct {
 // sets one.
 const DefaultCapacity = 10000
 
+// withDefaults fills the zero fields, but Capacity: serve decides it with
+// the master's figure.
 func (c *Config) withDefaults() Config {
 	out := *c
-	if out.Capacity <= 0 {
-		out.Capacity = DefaultCapacity
-	}
 	if out.HeartbeatInterval <= 0 {
 		out.HeartbeatInterval = 100 * time.Millisecond
 	}

@@ -59,6 +59,21 @@ func readEnv(getenv func(string) string) (env, error) {
 	return e, nil
 }
 
+// effectiveCapacity is the worker's semaphore size: the smaller of its own
+// Config.Capacity (when set) and the master's --capacity (when passed), so
+// neither side can push a worker past what the other allows.
+func effectiveCapacity(own, master int) int {
+	switch {
+	case own > 0 && master > 0:
+		return min(own, master)
+	case own > 0:
+		return own
+	case master > 0:
+		return master
+	}
+	return DefaultCapacity
+}
+
 func serve(ctx context.Context, cfg Config) (int, error) {
 	if os.Getenv(wire.Handshake.MagicCookieKey) != wire.Handshake.MagicCookieValue {
 		return 1, errors.New("this program is an Atomic Flow worker: the master starts it " +
@@ -68,9 +83,7 @@ func serve(ctx context.Context, cfg Config) (int, error) {
 	if err != nil {
 		return wire.ExitBadEnv, err
 	}
-	if e.capacity > 0 {
-		cfg.Capacity = e.capacity
-	}
+	cfg.Capacity = effectiveCapacity(cfg.Capacity, e.capacity)
 	region, err := shm.Open(e.shmPath, shm.OpenOptions{Slot: e.slot, MasterPID: os.Getppid()})
 	if err != nil {
 		return wire.ExitBadRegion, fmt.Errorf("refusing the shared region: %w", err)
@@ -124,12 +137,26 @@ func serve(ctx context.Context, cfg Config) (int, error) {
 		},
 		Logger: logger,
 	})
-	// The master closed us (graceful stop). Stop hooks run here too if no
-	// drain came first.
+	// The master closed us. After a failed start hook (the master closes
+	// at once when Hello fails) exit with its code, and no stop hook: the
+	// worker never started. Else it is a graceful stop: stop hooks run here
+	// too if no drain came first.
+	if w.startFailed() {
+		cancel()
+		<-hbDone
+		return wire.ExitStartHook, nil // Hello logged the hook's error
+	}
 	w.drain(ctx, cfg.DrainTimeout)
 	cancel()
 	<-hbDone
 	return 0, nil
+}
+
+// startFailed reports whether the start hook ran and failed. It waits for a
+// start hook that is still running.
+func (w *worker) startFailed() bool {
+	w.startOnce.Do(func() {}) // orders the read after Hello's Do
+	return w.startErr != nil
 }
 
 // watchLifeline exits the process when the master's end of the pipe

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/atomicflow/atomicflow/pkg/shm"
+	"github.com/atomicflow/atomicflow/pkg/wire"
 	pb "github.com/atomicflow/atomicflow/proto/atomicflow/v1"
 )
 
@@ -67,7 +68,7 @@ func (w *worker) Hello(ctx context.Context, _ *pb.HelloRequest) (*pb.HelloRespon
 		w.logger.Error("start hook failed", "error", w.startErr)
 		go func() {
 			time.Sleep(50 * time.Millisecond)
-			os.Exit(6)
+			os.Exit(wire.ExitStartHook)
 		}()
 		return nil, fmt.Errorf("start hook: %w", w.startErr)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -18,11 +19,11 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// screenshotPath is where TestDashboard/LevelOfDetail leaves a picture of
-// the dashboard under load, for the docs.
-// screenshotFile is where the dashboard-under-load picture goes: the
-// README's docs/dashboard.png with UPDATE_SCREENSHOT=1, else a temp file,
-// so an ordinary test run leaves the work tree clean.
+// screenshotFile is where TestDashboard/UnderLoad leaves its picture of the
+// dashboard: the README's docs/dashboard.png with UPDATE_SCREENSHOT=1
+// (`UPDATE_SCREENSHOT=1 CI=1 go test -race -run 'TestDashboard/UnderLoad'
+// ./test/e2e/`), else a temp file, so an ordinary test run leaves the work
+// tree clean.
 func screenshotFile(t *testing.T) string {
 	if os.Getenv("UPDATE_SCREENSHOT") == "1" {
 		return filepath.Join("..", "..", "docs", "dashboard.png")
@@ -45,6 +46,8 @@ func TestDashboard(t *testing.T) {
 	t.Run("Kill", func(t *testing.T) { testDashboardKill(t, b) })
 	t.Run("LoadPanel", func(t *testing.T) { testDashboardLoadPanel(t, b) })
 	t.Run("LevelOfDetail", func(t *testing.T) { testDashboardLevelOfDetail(t, b) })
+	t.Run("ProgressAndKinds", func(t *testing.T) { testDashboardProgressAndKinds(t, b) })
+	t.Run("UnderLoad", func(t *testing.T) { testDashboardUnderLoad(t, b) })
 	t.Run("TwoPagesAgree", func(t *testing.T) { testDashboardTwoPagesAgree(t, b) })
 	t.Run("Reconnect", func(t *testing.T) { testDashboardReconnect(t, b) })
 }
@@ -171,7 +174,7 @@ func testDashboardLoadPanel(t *testing.T, b *browser) {
 }
 
 // The task field draws 40 px cells for a few tasks and 4 px star dust for
-// 20,000; on the way it leaves a screenshot of the page under load.
+// 20,000.
 func testDashboardLevelOfDetail(t *testing.T, b *browser) {
 	m := startMaster(t, options{workers: 2, args: []string{"--capacity", "10000"}})
 	m.waitReady(2)
@@ -208,11 +211,111 @@ func testDashboardLevelOfDetail(t *testing.T, b *browser) {
 	time.Sleep(300 * time.Millisecond) // a few twinkling frames
 	ds := eval[map[string]string](p, `({...document.querySelector('#task-field').dataset})`)
 	t.Logf("20,000 in flight: %s cells drawn, last draw %s ms", ds["drawn"], ds["drawMs"])
+	if st := m.stats(); st["in_flight"] != 20000 {
+		t.Errorf("in flight %d, want 20000", st["in_flight"])
+	}
+	p.wait("still 4 px", 5*time.Second, `document.querySelector('#task-field').dataset.cellSize === '4'`)
+}
 
+// The load panel offers the kinds the workers serve, and the progress panel
+// lists the running tasks that report progress. Both come from the engine
+// through the frames (dashboard.WithKinds, dashboard.WithProgress).
+func testDashboardProgressAndKinds(t *testing.T, b *browser) {
+	m := startMaster(t, options{workers: 2, args: []string{"--worker-bin", bins.testworker}})
+	m.waitReady(2)
+	p := b.open(t, m.URL+"/")
+	p.wait("connected", 10*time.Second, connectedJS)
+	if err := p.poll(5*time.Second, `document.querySelector('#load-kind').dataset.source === 'master'`); err != nil {
+		t.Fatalf("the load panel never took its kinds from the master's frames: %v", err)
+	}
+	kinds := eval[[]string](p, `[...document.querySelector('#load-kind').options].map(o => o.value)`)
+	if !slices.IsSorted(kinds) {
+		t.Errorf("kinds not sorted: %v", kinds)
+	}
+	for _, k := range []string{"cpu", "echo", "fail", "sleep", "panic", "progress"} {
+		if !slices.Contains(kinds, k) {
+			t.Errorf("the load panel lacks kind %q of the test worker: %v", k, kinds)
+		}
+	}
+	if v := eval[string](p, `document.querySelector('#load-kind').value`); v != "sleep" {
+		t.Errorf("selected kind %q, want sleep", v)
+	}
+
+	// "progress" reports 0.5 "halfway", then sleeps 2 s.
+	ids := m.submit([]map[string]any{{"kind": "progress"}, {"kind": "progress"}, {"kind": "progress"}})
+	p.wait("three progress rows at 50%", 5*time.Second, `(() => {
+		const rows = [...document.querySelectorAll('#progress li')];
+		return !document.querySelector('#progress-panel').hidden && rows.length === 3 &&
+			rows.every(r => r.querySelector('.pg-pct').textContent === '50%' &&
+				r.querySelector('.pg-msg').textContent === 'halfway' && r.querySelector('.pg-kind').textContent === 'progress');
+	})()`)
+	rows := eval[map[string]string](p, `Object.fromEntries([...document.querySelectorAll('#progress li')].map(r => [r.dataset.id, r.querySelector('.ev-slot').textContent]))`)
+	for _, id := range ids {
+		v := m.task(id)
+		if v.WorkerSlot == nil || rows[id] != fmt.Sprintf("w%d", *v.WorkerSlot) {
+			t.Errorf("task %s runs on %v; the progress row says %q", id, v.WorkerSlot, rows[id])
+		}
+	}
+	p.wait("no progress panel once they finished", 10*time.Second, `document.querySelector('#progress-panel').hidden`)
+}
+
+// The page under a steady load on 4 workers, after one was killed from its
+// card: rates, thousands of tasks in flight, the kill in the event log, and
+// every figure on the cards in full. It leaves the README's screenshot.
+func testDashboardUnderLoad(t *testing.T, b *browser) {
+	m := startMaster(t, options{workers: 4, args: []string{"--capacity", "10000"}})
+	m.waitReady(4)
+	p := b.open(t, m.URL+"/")
+	p.do("1440x900 viewport", chromedp.EmulateViewport(1440, 900))
+	p.wait("connected", 10*time.Second, connectedJS)
+
+	// Every 50 ms: 60 sleeps of 2.5 s (~3,000 in flight), 20 echoes and a
+	// failing task.
+	batch := sleepTasks(60, 2500)
+	for i := range 20 {
+		batch = append(batch, map[string]any{"kind": "echo", "payload": map[string]any{"n": i}})
+	}
+	batch = append(batch, map[string]any{"kind": "fail", "payload": map[string]any{"message": "bad input"}, "max_attempts": 1})
+	ctx, stop := context.WithCancel(context.Background())
+	var loadErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { loadErr = submitEvery(ctx, m.URL, batch, 50*time.Millisecond) })
+	defer func() {
+		stop()
+		wg.Wait()
+	}()
+	waitFor(t, 20*time.Second, "2,000 in flight", func() bool { return m.stats()["in_flight"] >= 2000 })
+	if os.Getenv("UPDATE_SCREENSHOT") == "1" {
+		time.Sleep(10 * time.Second) // for the docs: a longer sparkline, older workers
+	}
+
+	// Kill one worker from its card; it comes back with a new pid.
+	const slot = 2
+	victim := m.workers()[slot]
+	p.do("click Kill", chromedp.Click(chromedp.CSS(fmt.Sprintf(`.worker-card[data-slot="%d"] button.kill`, slot))))
+	p.wait("the replacement ready on the card", 10*time.Second, fmt.Sprintf(`(() => {
+		const c = document.querySelector('.worker-card[data-slot="%d"]');
+		return c.dataset.state === 'ready' && c.querySelector('.generation').textContent === '%d';
+	})()`, slot, victim.Generation+1))
+	p.wait("the kill in the event log", 5*time.Second, `document.querySelector('#events li[data-kind="killed"]') !== null`)
+	waitFor(t, 20*time.Second, "2,500 in flight again", func() bool { return m.stats()["in_flight"] >= 2500 })
+	p.wait("non-zero rates", 10*time.Second, `Number(document.querySelector('#rate-completed').textContent.replace(/,/g, '')) > 500 &&
+		Number(document.querySelector('#rate-submitted').textContent.replace(/,/g, '')) > 500`)
+	time.Sleep(2 * time.Second) // a few seconds of sparkline
+	p.wait("the kill's toast gone", 5*time.Second, `document.querySelector('#toast').hidden`)
+
+	cut := eval[[]string](p, `[...document.querySelectorAll('.worker-card dd, .worker-card dt, .worker-card .inflight, .worker-card .wc-ids b, .stat .value')]
+		.filter(e => e.scrollWidth > e.clientWidth + 0.5)
+		.map(e => (e.closest('[data-slot]') ? 'card ' + e.closest('[data-slot]').dataset.slot + ' ' : '') + e.className + ': ' + e.textContent)`)
+	if len(cut) > 0 {
+		t.Errorf("text cut off: %v", cut)
+	}
 	png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
+	st := m.stats()
+	t.Logf("at the screenshot: %d in flight, %d completed, %d failed, %d redelivered, %d restarts", st["in_flight"], st["completed"], st["failed"], st["redelivered"], st["restarts"])
 	screenshotPath := screenshotFile(t)
 	if err := os.MkdirAll(filepath.Dir(screenshotPath), 0o755); err != nil {
 		t.Fatal(err)
@@ -222,12 +325,11 @@ func testDashboardLevelOfDetail(t *testing.T, b *browser) {
 	}
 	abs, _ := filepath.Abs(screenshotPath)
 	t.Logf("screenshot: %s (%d bytes)", abs, len(png))
-
-	// Still under load when the check ends: the picture shows it.
-	if st := m.stats(); st["in_flight"] != 20000 {
-		t.Errorf("in flight %d after the screenshot, want 20000", st["in_flight"])
+	stop()
+	wg.Wait()
+	if loadErr != nil {
+		t.Fatalf("load: %v", loadErr)
 	}
-	p.wait("4 px after the screenshot", 5*time.Second, `document.querySelector('#task-field').dataset.cellSize === '4'`)
 }
 
 // Two pages show the same completed count for the same frame.
@@ -338,6 +440,11 @@ func steadyLoad(ctx context.Context, url string, n int, period time.Duration) er
 	for i := range tasks {
 		tasks[i] = map[string]any{"kind": "echo", "payload": map[string]any{"n": i}}
 	}
+	return submitEvery(ctx, url, tasks, period)
+}
+
+// submitEvery submits the batch tasks every period until ctx ends.
+func submitEvery(ctx context.Context, url string, tasks []map[string]any, period time.Duration) error {
 	body, err := json.Marshal(map[string]any{"tasks": tasks})
 	if err != nil {
 		return err
