@@ -238,11 +238,25 @@ func (e *Engine) WorkerGone(w *supervisor.Worker) {
 		e.conns[w.Slot] = nil
 	}
 	delete(e.all, w)
-	redelivered := int64(0)
+	requeued, redelivered := int64(0), int64(0)
+	// While the master shuts down, a worker that goes is one the master
+	// stopped (perhaps before its tasks finished): the attempts it
+	// interrupted do not count, and its tasks stay queued in the store for
+	// the next start instead of going dead.
+	stopping := !e.dispatchOn
 	clear(c.timed)
 	for id, t := range c.inflight {
 		delete(c.inflight, id)
 		switch {
+		case stopping && !t.canceled:
+			t.rec.State = store.Queued
+			t.rec.WorkerSlot = -1
+			t.rec.Attempts = max(t.rec.Attempts-1, 0)
+			t.conn = nil
+			e.waiting++
+			e.queue.pushFront(t)
+			requeued++
+			ups = append(ups, recCopy(&t.rec))
 		case t.canceled:
 			ups = append(ups, e.finishLocked(t, store.Canceled, nil, "canceled", now, &done))
 		case t.rec.Attempts >= t.rec.MaxAttempts:
@@ -254,6 +268,7 @@ func (e *Engine) WorkerGone(w *supervisor.Worker) {
 			t.conn = nil
 			e.waiting++
 			e.queue.pushFront(t)
+			requeued++
 			redelivered++
 			ups = append(ups, recCopy(&t.rec))
 		}
@@ -263,10 +278,14 @@ func (e *Engine) WorkerGone(w *supervisor.Worker) {
 	e.mu.Unlock()
 	r := e.cfg.Region
 	r.Counter(shm.InFlight).Add(-n)
-	r.Counter(shm.Queued).Add(redelivered)
+	r.Counter(shm.Queued).Add(requeued)
 	r.Counter(shm.Redelivered).Add(redelivered)
 	e.persist(ups, done)
-	if n > 0 {
+	switch {
+	case stopping && n > 0:
+		e.cfg.Logger.Info("tasks of a worker stopped during shutdown stay queued for the next start", "slot", w.Slot, "pid", w.PID,
+			"queued", requeued, "finished", n-requeued)
+	case n > 0:
 		e.cfg.Logger.Info("redelivering tasks of a dead worker", "slot", w.Slot, "pid", w.PID,
 			"redelivered", redelivered, "finished", n-redelivered)
 	}
@@ -371,6 +390,7 @@ func (e *Engine) progress(c *conn, ps []*pb.Progress) {
 		if t := c.inflight[p.Id]; t != nil {
 			t.progress = p.Fraction
 			t.progMsg = p.Message
+			e.progLog.add(c, p.Id)
 		}
 	}
 }

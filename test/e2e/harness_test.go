@@ -66,7 +66,62 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if leaked := leakedRegions(); len(leaked) > 0 {
+		fmt.Fprintf(os.Stderr, "shared regions left behind by the masters of this run: %s\n", strings.Join(leaked, ", "))
+		code = 1
+	}
 	os.Exit(code)
+}
+
+// regionFile is one master's shared-memory file (on /dev/shm), found when
+// the master is up; dev and ino tell it apart from a later file at the same
+// path (a new master that happens to get the same pid).
+type regionFile struct {
+	path     string
+	dev, ino uint64
+}
+
+// exists reports whether the file that was found is still there.
+func (r regionFile) exists() bool {
+	var st syscall.Stat_t
+	if err := syscall.Stat(r.path, &st); err != nil {
+		return false
+	}
+	return uint64(st.Dev) == r.dev && st.Ino == r.ino
+}
+
+// regions records every region a master of this run made, for the leak
+// check at the end of TestMain.
+var regions struct {
+	sync.Mutex
+	all []regionFile
+}
+
+func leakedRegions() []string {
+	regions.Lock()
+	defer regions.Unlock()
+	var out []string
+	for _, r := range regions.all {
+		if r.exists() {
+			out = append(out, r.path)
+		}
+	}
+	return out
+}
+
+// findRegion locates the region of the master with pid that runs in
+// runDir: the run dir's "shm" link names it (the master falls back to the
+// run dir itself when there is no /dev/shm).
+func findRegion(runDir string, pid int) (regionFile, bool) {
+	path, err := os.Readlink(filepath.Join(runDir, "shm"))
+	if err != nil {
+		path = filepath.Join("/dev/shm", fmt.Sprintf("atomicflow-%d-%d", os.Getuid(), pid))
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return regionFile{}, false
+	}
+	return regionFile{path: path, dev: uint64(st.Dev), ino: st.Ino}, true
 }
 
 // master is one running master process.
@@ -79,6 +134,10 @@ type master struct {
 	logs   *logBuffer
 	exited chan struct{}
 	err    error
+	// region is the master's shared-memory file (zero if it never got that
+	// far); stop removes it when the master could not.
+	region   regionFile
+	stopOnce sync.Once
 }
 
 type options struct {
@@ -134,7 +193,14 @@ func launchMaster(t *testing.T, o options) (*master, error) {
 	}
 	args = append(args, o.args...)
 	cmd := exec.Command(bins.master, args...)
-	cmd.Env = append(os.Environ(), o.env...)
+	cmd.Env = os.Environ()
+	// The master is built with -race: skip the race runtime's 1 s sleep at
+	// exit, which every stop would pay (a race still shows in its log and
+	// makes it exit 66).
+	if os.Getenv("GORACE") == "" {
+		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0")
+	}
+	cmd.Env = append(cmd.Env, o.env...)
 	logs := newLogBuffer()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -163,11 +229,9 @@ func launchMaster(t *testing.T, o options) (*master, error) {
 		close(m.exited)
 	}()
 	t.Cleanup(func() {
-		select {
-		case <-m.exited:
-		default:
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			<-m.exited
+		m.stop()
+		if strings.Contains(m.logs.String(), "WARNING: DATA RACE") {
+			t.Errorf("master pid %d reported a data race (its log follows)", cmd.Process.Pid)
 		}
 		if t.Failed() {
 			t.Logf("master log:\n%s", m.logs.String())
@@ -176,11 +240,78 @@ func launchMaster(t *testing.T, o options) (*master, error) {
 	select {
 	case u := <-urlCh:
 		m.URL = u
+		// The region exists before the master prints its address.
+		if r, ok := findRegion(o.runDir, cmd.Process.Pid); ok {
+			m.region = r
+			regions.Lock()
+			regions.all = append(regions.all, r)
+			regions.Unlock()
+		}
 		return m, nil
 	case <-m.exited:
 		return m, fmt.Errorf("master exited at start: %v\n%s", m.err, logs.String())
 	case <-time.After(60 * time.Second):
 		return m, fmt.Errorf("master did not start in 60s\n%s", logs.String())
+	}
+}
+
+// How a test's cleanup stops a master that still runs. One with nothing
+// in flight exits within well under a second of SIGTERM; one still running
+// long tasks would wait for them up to its --shutdown-timeout, so after
+// drainGrace it gets a second SIGTERM (the master ignores one within 1 s
+// of the first), which stops it at once with its unfinished tasks stored,
+// and SIGKILL only if it is still there stopGrace later.
+const (
+	drainGrace = 1500 * time.Millisecond
+	stopGrace  = 5 * time.Second
+)
+
+// stop ends the master if it still runs, the way an operator would:
+// SIGTERM (the master drains, stops its workers and removes its region
+// and sockets itself), a second SIGTERM if it is still draining after
+// drainGrace, SIGKILL if it is not gone stopGrace after that. Then it
+// removes the master's region if it is still on /dev/shm (a master killed
+// with -9, here or by the test, cannot remove it). It reports whether the
+// master exited without SIGKILL (true too when it had exited before). Only
+// the first call does anything.
+func (m *master) stop() (graceful bool) {
+	graceful = true
+	m.stopOnce.Do(func() {
+		pid := m.cmd.Process.Pid
+		for i, wait := range []time.Duration{drainGrace, stopGrace} {
+			if m.hasExited() {
+				break
+			}
+			if i > 0 {
+				m.t.Logf("master pid %d still draining %v after SIGTERM: second SIGTERM", pid, drainGrace)
+			}
+			_ = m.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-m.exited:
+			case <-time.After(wait):
+			}
+		}
+		if !m.hasExited() {
+			graceful = false
+			m.t.Logf("master pid %d still running %v after the second SIGTERM: SIGKILL", pid, stopGrace)
+			_ = m.cmd.Process.Signal(syscall.SIGKILL)
+			<-m.exited
+		}
+		if m.region.path != "" && m.region.exists() {
+			if err := os.Remove(m.region.path); err != nil && !os.IsNotExist(err) {
+				m.t.Errorf("remove the region of master pid %d: %v", pid, err)
+			}
+		}
+	})
+	return graceful
+}
+
+func (m *master) hasExited() bool {
+	select {
+	case <-m.exited:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -312,6 +443,91 @@ type taskView struct {
 	WorkerSlot *int            `json:"worker_slot"`
 	Result     json.RawMessage `json:"result"`
 	Error      string          `json:"error"`
+	CreatedAt  *time.Time      `json:"created_at"`
+	StartedAt  *time.Time      `json:"started_at"`
+	FinishedAt *time.Time      `json:"finished_at"`
+}
+
+// apiError is the body of every error answer.
+type apiError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// list returns every task in state, by id, paging GET /api/v1/tasks with
+// the largest page the API allows: a few requests instead of one per task.
+func (m *master) list(state string) map[string]taskView {
+	m.t.Helper()
+	out := map[string]taskView{}
+	after := ""
+	for {
+		var page struct {
+			Tasks []taskView `json:"tasks"`
+			Next  string     `json:"next"`
+		}
+		path := "/api/v1/tasks?limit=10000&state=" + state
+		if after != "" {
+			path += "&after=" + after
+		}
+		if code := m.getJSON(path, &page); code != http.StatusOK {
+			m.t.Fatalf("GET %s: %d", path, code)
+		}
+		for _, v := range page.Tasks {
+			out[v.ID] = v
+		}
+		if page.Next == "" {
+			return out
+		}
+		after = page.Next
+	}
+}
+
+// allSucceeded waits until every one of ids is listed as succeeded and
+// returns their views; it fails naming how many are not, and the first of
+// them as GET /api/v1/tasks/{id} shows it.
+func (m *master) allSucceeded(ids []string, timeout time.Duration) map[string]taskView {
+	m.t.Helper()
+	var done map[string]taskView
+	var left []string
+	deadline := time.Now().Add(timeout)
+	for {
+		done, left = m.list("succeeded"), left[:0]
+		for _, id := range ids {
+			if _, ok := done[id]; !ok {
+				left = append(left, id)
+			}
+		}
+		if len(left) == 0 {
+			return done
+		}
+		if time.Now().After(deadline) {
+			missing, notDone := 0, 0
+			for _, v := range m.tasks(left) {
+				if v.ID == "" {
+					missing++
+				} else {
+					notDone++
+				}
+			}
+			m.t.Fatalf("after %v, of %d tasks %d are missing and %d not succeeded; the first: %+v",
+				timeout, len(ids), missing, notDone, m.tasks(left[:1])[0])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// workersInFlight is the sum of the in_flight counters the workers keep in
+// their own slots: tasks whose handlers run, not tasks the master has
+// handed over.
+func (m *master) workersInFlight() int64 {
+	m.t.Helper()
+	var sum int64
+	for _, w := range m.workers() {
+		sum += w.InFlight
+	}
+	return sum
 }
 
 func (m *master) task(id string) taskView {

@@ -64,12 +64,59 @@ func TestMetricsMatchTheAPIAndReadyz(t *testing.T) {
 	if code := m.getJSON("/readyz", nil); code != 200 {
 		t.Fatalf("readyz %d", code)
 	}
-	m.submit(echoTasks(300))
-	var dead struct{ ID string }
-	m.do("POST", "/api/v1/tasks", map[string]any{"kind": "fail", "max_attempts": 2}, &dead)
-	m.waitStat("completed", 300, 10*time.Second)
-	var v taskView
-	m.getJSON("/api/v1/tasks/"+dead.ID+"?wait=10s", &v)
+	// What the test submits, and so what the metrics must count: echo
+	// tasks that succeed, fail tasks that retry once and die, and sleep
+	// tasks that time out (no retry after a timeout).
+	const echoes, fails, failAttempts, timeouts = 300, 3, 2, 2
+	var tasks []map[string]any
+	tasks = append(tasks, echoTasks(echoes)...)
+	for range fails {
+		tasks = append(tasks, map[string]any{"kind": "fail", "max_attempts": failAttempts})
+	}
+	for range timeouts {
+		tasks = append(tasks, map[string]any{"kind": "sleep", "payload": map[string]any{"ms": 5000}, "timeout_ms": 50})
+	}
+	ids := m.submit(tasks)
+	var views []taskView
+	waitFor(t, 20*time.Second, "every task terminal", func() bool {
+		views = m.tasks(ids)
+		for _, v := range views {
+			if v.State != "succeeded" && v.State != "failed" && v.State != "dead" {
+				return false
+			}
+		}
+		return true
+	})
+	// What the API says of each task, counted the way the metrics count.
+	type kindState struct{ kind, state string }
+	api := map[kindState]int{}
+	attempts, failedAttempts, retries := 0, 0, 0
+	for i, v := range views {
+		if v.Kind != tasks[i]["kind"] {
+			t.Fatalf("task %d is a %q, submitted as %q", i, v.Kind, tasks[i]["kind"])
+		}
+		api[kindState{v.Kind, v.State}]++
+		attempts += v.Attempts
+		if v.State != "succeeded" {
+			failedAttempts += v.Attempts
+		}
+		if v.State == "dead" {
+			retries += v.Attempts - 1
+		}
+	}
+	// The API agrees with what was submitted…
+	for ks, want := range map[kindState]int{
+		{"echo", "succeeded"}: echoes, {"fail", "dead"}: fails, {"sleep", "failed"}: timeouts,
+	} {
+		if api[ks] != want {
+			t.Fatalf("API: %d %s tasks %s, want %d (all: %v)", api[ks], ks.kind, ks.state, want, api)
+		}
+	}
+	if want := fails * (failAttempts - 1); retries != want {
+		t.Fatalf("API: dead tasks had %d retries, want %d", retries, want)
+	}
+	// …and a crash adds a restart (and, with nothing in flight, no
+	// redelivery).
 	if err := syscall.Kill(ws[1].PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -77,38 +124,50 @@ func TestMetricsMatchTheAPIAndReadyz(t *testing.T) {
 		w := m.workers()[1]
 		return w.State == "ready" && w.PID != ws[1].PID
 	})
+	// /metrics counts exactly that: every number below comes from the
+	// test's own submissions or from the API's view of each task.
 	fams := scrape(t, m)
-	st := m.stats()
-	for name, stat := range map[string]string{
-		"atomicflow_tasks_submitted_total":   "submitted",
-		"atomicflow_tasks_completed_total":   "completed",
-		"atomicflow_tasks_dispatched_total":  "dispatched",
-		"atomicflow_tasks_retried_total":     "retried",
-		"atomicflow_tasks_redelivered_total": "redelivered",
-		"atomicflow_tasks_in_flight":         "in_flight",
-		"atomicflow_queue_depth":             "queued",
-		"atomicflow_dashboard_clients":       "ws_clients",
-	} {
-		if got := value(fams[name], nil); got != float64(st[stat]) {
-			t.Errorf("%s = %v, API %s = %d", name, got, stat, st[stat])
-		}
-	}
 	checks := []struct {
 		family string
 		labels map[string]string
-		want   float64
+		want   int
 	}{
-		{"atomicflow_tasks_total", map[string]string{"kind": "echo", "outcome": "succeeded"}, 300},
-		{"atomicflow_tasks_total", map[string]string{"kind": "fail", "outcome": "retry"}, 1},
-		{"atomicflow_tasks_total", map[string]string{"kind": "fail", "outcome": "dead"}, 1},
-		{"atomicflow_task_duration_seconds", map[string]string{"kind": "echo"}, 300},
+		{"atomicflow_tasks_submitted_total", nil, len(ids)},
+		{"atomicflow_tasks_dispatched_total", nil, attempts},
+		{"atomicflow_tasks_completed_total", nil, api[kindState{"echo", "succeeded"}]},
+		{"atomicflow_tasks_failed_total", nil, failedAttempts},
+		{"atomicflow_tasks_retried_total", nil, retries},
+		{"atomicflow_tasks_redelivered_total", nil, 0},
+		{"atomicflow_tasks_canceled_total", nil, 0},
+		{"atomicflow_tasks_dead", nil, api[kindState{"fail", "dead"}]},
+		{"atomicflow_tasks_in_flight", nil, 0},
+		{"atomicflow_queue_depth", nil, 0},
+		{"atomicflow_dashboard_clients", nil, 0},
+		{"atomicflow_tasks_total", map[string]string{"kind": "echo", "outcome": "succeeded"}, api[kindState{"echo", "succeeded"}]},
+		{"atomicflow_tasks_total", map[string]string{"kind": "echo"}, echoes},
+		{"atomicflow_tasks_total", map[string]string{"kind": "fail", "outcome": "retry"}, retries},
+		{"atomicflow_tasks_total", map[string]string{"kind": "fail", "outcome": "dead"}, api[kindState{"fail", "dead"}]},
+		{"atomicflow_tasks_total", map[string]string{"kind": "fail"}, fails * failAttempts},
+		{"atomicflow_tasks_total", map[string]string{"kind": "sleep", "outcome": "timeout"}, api[kindState{"sleep", "failed"}]},
+		{"atomicflow_tasks_total", map[string]string{"kind": "sleep"}, timeouts},
+		{"atomicflow_tasks_total", nil, attempts},
+		{"atomicflow_task_duration_seconds", map[string]string{"kind": "echo"}, echoes},
 		{"atomicflow_workers", map[string]string{"state": "ready"}, 2},
 		{"atomicflow_worker_restarts_total", map[string]string{"cause": "crash"}, 1},
-		{"atomicflow_tasks_dead", nil, 1},
 	}
 	for _, c := range checks {
-		if got := value(fams[c.family], c.labels); got != c.want {
-			t.Errorf("%s%v = %v, want %v", c.family, c.labels, got, c.want)
+		if got := value(fams[c.family], c.labels); got != float64(c.want) {
+			t.Errorf("%s%v = %v, want %d", c.family, c.labels, got, c.want)
+		}
+	}
+	// The API's stats are the same numbers.
+	st := m.stats()
+	for stat, want := range map[string]int{
+		"submitted": len(ids), "dispatched": attempts, "completed": echoes, "failed": failedAttempts,
+		"retried": retries, "redelivered": 0, "dead": fails, "in_flight": 0, "queued": 0,
+	} {
+		if st[stat] != int64(want) {
+			t.Errorf("API stats %s = %d, want %d", stat, st[stat], want)
 		}
 	}
 	for name := range fams {

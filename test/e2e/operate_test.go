@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -34,50 +35,117 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
-func TestSIGHUPRollingReloadLosesNothing(t *testing.T) {
+// reloadLoad shapes reloadUnderLoad: workers × capacity tasks fit on the
+// workers at once, n (far more) are submitted, each sleeping sleepMs.
+type reloadLoad struct {
+	workers, capacity, n, sleepMs int
+}
+
+// reloadUnderLoad runs the issue's reload scenario: a master on a copy of
+// the default worker with a small --capacity, and far more sleep tasks
+// than fit on the workers, so tasks keep queuing and dispatching while
+// each slot's old worker drains. Meanwhile the worker binary is replaced
+// on disk (the test worker), and reload (SIGHUP, flowctl, …) replaces
+// every worker. Then: nothing failed, was redelivered or lost, every slot
+// has a new pid and generation, and the new processes run the new binary.
+// reload starts the reload and returns a func the test calls once the
+// master logged that it is done (to check what the trigger printed), or
+// nil. It returns the master, idle and reloaded.
+func reloadUnderLoad(t *testing.T, load reloadLoad, reload func(m *master) (finish func())) *master {
+	t.Helper()
 	dir := shortTemp(t)
 	bin := filepath.Join(dir, "worker")
 	copyFile(t, bins.worker, bin)
-	m := startMaster(t, options{workers: 3, args: []string{"--worker-bin", bin}})
-	before := m.waitReady(3)
-	const n = 5000
-	ids := m.submit(sleepTasks(n, 1000))
-	m.waitStat("in_flight", 1, 5*time.Second)
+	workers, capacity, n := load.workers, load.capacity, load.n
+	m := startMaster(t, options{workers: workers, args: []string{"--worker-bin", bin, "--capacity", itoa(capacity)}})
+	before := m.waitReady(workers)
+	// The old binary does not know the test worker's kinds.
+	var refused apiError
+	if code, body := m.do("POST", "/api/v1/tasks", map[string]any{"kind": "alloc", "payload": map[string]any{"mib": 0}}, &refused); code != http.StatusBadRequest || refused.Error.Code != "unknown_kind" {
+		t.Fatalf("alloc before the reload: %d %s, want 400 unknown_kind", code, body)
+	}
+	ids := m.submit(sleepTasks(n, load.sleepMs))
+	waitFor(t, 10*time.Second, "the workers full", func() bool { return m.workersInFlight() == int64(workers*capacity) })
 	// Deploy a new binary (the test worker), then reload.
 	copyFile(t, bins.testworker, bin)
-	m.signal(syscall.SIGHUP)
-	m.logs.waitFor(t, regexMust(`rolling reload done`), 60*time.Second)
-	after := m.waitReady(3)
+	at := m.stats()
+	if at["queued"] == 0 {
+		t.Fatalf("nothing queued when the reload starts: %v", at)
+	}
+	finish := reload(m)
+	// Until the reload is done, tasks wait in the queue and keep being
+	// dispatched: the old workers drain while new tasks go elsewhere.
+	minQueued := at["queued"]
+	reloadDone := regexMust(`rolling reload done`)
+	deadline := time.Now().Add(60 * time.Second)
+	for !reloadDone.MatchString(m.logs.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no rolling reload done in 60s; stats %v", m.stats())
+		}
+		minQueued = min(minQueued, m.stats()["queued"])
+		time.Sleep(20 * time.Millisecond)
+	}
+	done := m.stats()
+	minQueued = min(minQueued, done["queued"])
+	if finish != nil {
+		finish()
+	}
+	t.Logf("reload started with %d queued and %d dispatched, done with %d queued and %d dispatched (fewest queued meanwhile %d)",
+		at["queued"], at["dispatched"], done["queued"], done["dispatched"], minQueued)
+	if minQueued == 0 || done["dispatched"] <= at["dispatched"] {
+		t.Fatalf("the reload did not run under load: queued ran down to %d, dispatched %d → %d",
+			minQueued, at["dispatched"], done["dispatched"])
+	}
+	after := m.waitReady(workers)
 	for i := range after {
 		if after[i].PID == before[i].PID || after[i].Generation != before[i].Generation+1 {
 			t.Fatalf("slot %d not reloaded: before %+v after %+v", i, before[i], after[i])
 		}
-		exe, err := os.Readlink("/proc/" + itoa(after[i].PID) + "/exe")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b, _ := os.ReadFile(exe); len(b) == 0 {
-			t.Fatalf("cannot read %s", exe)
-		}
 	}
-	m.waitStat("completed", n, 60*time.Second)
-	for _, v := range m.tasks(ids) {
-		if v.State != "succeeded" || v.Attempts != 1 {
+	m.waitStat("completed", int64(n), 60*time.Second)
+	waitFor(t, 10*time.Second, "the master to settle", func() bool {
+		st := m.stats()
+		return st["in_flight"] == 0 && st["queued"] == 0
+	})
+	for _, v := range m.allSucceeded(ids, 30*time.Second) {
+		if v.Attempts != 1 {
 			t.Fatalf("task after reload: %+v (a reload must not fail or redeliver a task)", v)
 		}
 	}
 	st := m.stats()
-	if st["failed"] != 0 || st["redelivered"] != 0 {
-		t.Fatalf("reload caused failures or redeliveries: %v", st)
+	for name, want := range map[string]int{"submitted": n, "dispatched": n, "completed": n, "failed": 0, "retried": 0, "redelivered": 0} {
+		if st[name] != int64(want) {
+			t.Errorf("stats %s = %d, want %d: the reload lost, failed or redelivered tasks (all: %v)", name, st[name], want, st)
+		}
 	}
-	// The new processes run the new binary: the test worker's crash hook
-	// reads an env var the default worker never reads; compare inodes.
+	// The new processes run the new binary: their executable is the test
+	// worker, and a kind only the test worker has now runs.
 	newIno := inode(t, bins.testworker)
 	for _, w := range after {
 		if got := inode(t, "/proc/"+itoa(w.PID)+"/exe"); got != newIno && !sameContent(t, "/proc/"+itoa(w.PID)+"/exe", bins.testworker) {
-			t.Fatalf("slot %d runs the old binary", w.Slot)
+			t.Fatalf("slot %d (pid %d) runs the old binary", w.Slot, w.PID)
 		}
 	}
+	var alloc struct{ ID string }
+	if code, body := m.do("POST", "/api/v1/tasks", map[string]any{"kind": "alloc", "payload": map[string]any{"mib": 0}}, &alloc); code != http.StatusAccepted {
+		t.Fatalf("alloc after the reload: %d %s", code, body)
+	}
+	var v taskView
+	m.getJSON("/api/v1/tasks/"+alloc.ID+"?wait=10s", &v)
+	if v.State != "succeeded" || string(v.Result) != `{"held":true}` {
+		t.Fatalf("alloc after the reload: %+v", v)
+	}
+	return m
+}
+
+// TestSIGHUPRollingReloadLosesNothing: the issue's 5,000 sleep tasks of
+// 1 s on 3 workers of capacity 200: 600 run at once, the rest queue
+// through the whole reload.
+func TestSIGHUPRollingReloadLosesNothing(t *testing.T) {
+	reloadUnderLoad(t, reloadLoad{workers: 3, capacity: 200, n: 5000, sleepMs: 1000}, func(m *master) func() {
+		m.signal(syscall.SIGHUP)
+		return nil
+	})
 }
 
 func TestScaleBySignalsAndAPI(t *testing.T) {
