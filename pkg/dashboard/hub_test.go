@@ -84,7 +84,7 @@ func TestHubSendsLatestFrameOnConnect(t *testing.T) {
 // write to it times out.
 func TestHubSlowClientDoesNotDelayOthers(t *testing.T) {
 	const (
-		interval     = 20 * time.Millisecond
+		interval = 20 * time.Millisecond
 		// Long enough that a loaded CI machine's scheduling hiccups stay well
 		// under the gap that would mean "delayed by the stuck client".
 		writeTimeout = 2 * time.Second
