@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 fuzztime="${FUZZTIME:-10s}"
 targets=(
   "./pkg/api FuzzDecode"
+  "./pkg/api FuzzFastPath"
   "./pkg/store FuzzUnmarshalRecord"
 )
 for t in "${targets[@]}"; do

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/atomicflow/atomicflow/pkg/store"
 )
@@ -178,4 +180,111 @@ func BenchmarkOpen(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkLifecycle drives the memory store the way the master does in a
+// 500,000-task echo run: batches of 10,000 created (sometimes out of ID
+// order, as concurrent submitters race), dispatched FIFO in chunks to two
+// workers (running), completed per worker (succeeded), with submits
+// outpacing completions so that the queued set grows large.
+func BenchmarkLifecycle(b *testing.B) {
+	const (
+		total    = 500_000
+		batch    = 10_000
+		chunk    = 1_000
+		inflight = 20_000
+	)
+	ctx := context.Background()
+	payload := []byte(`{"n":1}`)
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	for b.Loop() {
+		s := store.NewMemory(&store.Options{Now: func() time.Time { return t0 }})
+		var queued []*store.Record // FIFO
+		var workers [2][]*store.Record
+		running := 0
+		now := t0
+		step := func(dispatch int) {
+			// Dispatch FIFO in chunks, alternating workers.
+			for w := 0; dispatch > 0 && len(queued) > 0 && running < inflight; w ^= 1 {
+				n := min(chunk, len(queued), dispatch)
+				ups := make([]*store.Record, n)
+				for i, r := range queued[:n] {
+					c := *r
+					c.State, c.Attempts, c.WorkerSlot, c.StartedAt = store.Running, 1, int32(w), now
+					ups[i] = &c
+					workers[w] = append(workers[w], &c)
+				}
+				queued = queued[n:]
+				running += n
+				dispatch -= n
+				s.Update(ups...)
+			}
+			// Each worker answers in batches of 500, in its own order.
+			for w := range workers {
+				for len(workers[w]) > 0 {
+					n := min(500, len(workers[w]))
+					ups := make([]*store.Record, n)
+					for i, r := range workers[w][:n] {
+						c := *r
+						c.State, c.Result, c.FinishedAt = store.Succeeded, payload, now
+						ups[i] = &c
+					}
+					workers[w] = workers[w][n:]
+					running -= n
+					s.Update(ups...)
+				}
+			}
+		}
+		next := 1
+		var pending [][]*store.Record
+		for next <= total {
+			recs := make([]*store.Record, batch)
+			for i := range recs {
+				recs[i] = &store.Record{
+					ID: taskID(next), Kind: "echo", Payload: payload, MaxAttempts: 3,
+					State: store.Queued, WorkerSlot: -1, CreatedAt: now,
+				}
+				next++
+			}
+			pending = append(pending, recs)
+			// Every third pair of batches arrives swapped.
+			if len(pending) == 1 && (next/batch)%6 == 1 {
+				continue
+			}
+			for i := len(pending) - 1; i >= 0; i-- {
+				if _, err := s.Create(ctx, pending[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for _, p := range pending {
+				for _, r := range p {
+					c := *r
+					queued = append(queued, &c)
+				}
+			}
+			pending = pending[:0]
+			now = now.Add(time.Millisecond)
+			step(4_000)
+		}
+		for len(queued) > 0 || running > 0 {
+			now = now.Add(time.Millisecond)
+			step(inflight)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*total), "ns/task")
+	// CPU time, GC included, is steadier than wall time on a shared machine.
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N*total), "cpu-ns/task")
+}
+
+// cpuTime is the CPU time (user and system) of the process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

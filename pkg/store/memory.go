@@ -1,16 +1,23 @@
 package store
 
 import (
-	"container/heap"
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
 
-// memStore is the in-memory implementation of Store: a map of records, an
-// ordered ID set per state and a heap of finish times for the janitor.
+// memStore is the in-memory implementation of Store: records found by
+// ID through an entryIndex, an ordered key set per state and a heap of
+// finish times for the janitor.
+//
+// IDs in the engine's form (16 lowercase hex digits) are indexed by their
+// numeric value: integer sets and maps cost the GC nothing to scan and are
+// cheaper to compare and hash, and an engine batch's consecutive IDs share
+// one run of entries. Other IDs are indexed as strings. A numeric key
+// orders like its ID, so a scan merges the two.
 type memStore struct {
 	opt Options
 
@@ -18,13 +25,14 @@ type memStore struct {
 	wg        sync.WaitGroup // the janitor
 	closeOnce sync.Once
 
-	mu      sync.RWMutex
-	closed  bool
-	recs    map[string]*Record
-	idem    map[string]string // idempotency key -> ID
-	byState [numStates]idSet
-	expiry  expiryHeap
-	invalid error // the first invalid Update since the last Flush
+	mu       sync.RWMutex
+	closed   bool
+	ents     entryIndex
+	idem     map[string]string // idempotency key -> ID
+	numState [numStates]sortedSet[uint64]
+	strState [numStates]sortedSet[string]
+	expiry   expiryHeap
+	invalid  error // the first invalid Update since the last Flush
 }
 
 var _ Store = (*memStore)(nil)
@@ -35,7 +43,7 @@ func NewMemory(opt *Options) Store {
 	s := &memStore{
 		opt:  opt.withDefaults(),
 		stop: make(chan struct{}),
-		recs: make(map[string]*Record),
+		ents: newEntryIndex(),
 		idem: make(map[string]string),
 	}
 	if s.opt.Retention > 0 {
@@ -61,6 +69,8 @@ func (s *memStore) Create(ctx context.Context, recs []*Record) ([]CreateResult, 
 	if s.closed {
 		return nil, ErrClosed
 	}
+	next := uint64(0) // the key that continues the current run
+	inRun := false
 	for i, r := range recs {
 		if r.IdempotencyKey != "" {
 			if id, ok := s.idem[r.IdempotencyKey]; ok {
@@ -68,27 +78,67 @@ func (s *memStore) Create(ctx context.Context, recs []*Record) ([]CreateResult, 
 				continue
 			}
 		}
-		s.putLocked(r)
+		k, num := hexKey(r.ID)
+		if num && s.ents.fresh(k) && (!inRun || k != next) {
+			// A new batch of engine IDs: if long enough, a run sized
+			// for all of it, so that its entries are allocated once.
+			n := 1
+			for _, o := range recs[i+1:] {
+				if ko, ok := hexKey(o.ID); !ok || ko != k+uint64(n) {
+					break
+				}
+				n++
+			}
+			if inRun = n >= minRun; inRun {
+				s.ents.startRun(k, n)
+			}
+		}
+		next = k + 1
+		s.putLocked(r, k, num)
 		res[i] = CreateResult{ID: r.ID}
 	}
 	return res, nil
 }
 
-// putLocked stores r and moves its ID between the indexes. s.mu must be
-// held for writing.
-func (s *memStore) putLocked(r *Record) {
-	old, ok := s.recs[r.ID]
-	if !ok || old.State != r.State {
-		if ok {
-			s.byState[old.State.index()].remove(r.ID)
+// stateSet adds (add) or removes the ID (k, num from hexKey) in the set of
+// state index st.
+func (s *memStore) stateSet(st int8, id string, k uint64, num bool, add bool) {
+	switch {
+	case num && add:
+		s.numState[st].insert(k)
+	case num:
+		s.numState[st].remove(k)
+	case add:
+		s.strState[st].insert(id)
+	default:
+		s.strState[st].remove(id)
+	}
+}
+
+// putLocked stores r, whose ID gives k and num (hexKey), and moves the ID
+// between the indexes. s.mu must be held for writing.
+func (s *memStore) putLocked(r *Record, k uint64, num bool) {
+	st := int8(r.State.index())
+	var e *slabEntry
+	if !num || !s.ents.fresh(k) {
+		e = s.ents.find(r.ID, k, num)
+	}
+	oldTerminal := false
+	if e != nil {
+		oldTerminal = terminalIndex(e.state)
+		if e.state != st {
+			s.stateSet(e.state, r.ID, k, num, false)
+			s.stateSet(st, r.ID, k, num, true)
 		}
-		s.byState[r.State.index()].insert(r.ID)
+	} else {
+		e = s.ents.add(r.ID, k, num)
+		s.stateSet(st, r.ID, k, num, true)
 	}
-	s.recs[r.ID] = r
 	if r.State.Terminal() && s.opt.Retention > 0 &&
-		(!ok || !old.State.Terminal() || !old.FinishedAt.Equal(r.FinishedAt)) {
-		heap.Push(&s.expiry, expiryEntry{at: unixNano(r.FinishedAt), id: r.ID})
+		(!oldTerminal || !e.rec.FinishedAt.Equal(r.FinishedAt)) {
+		s.expiry.push(expiryEntry{at: unixNano(r.FinishedAt), id: r.ID})
 	}
+	e.rec, e.state = r, st
 	if r.IdempotencyKey != "" {
 		if _, known := s.idem[r.IdempotencyKey]; !known {
 			s.idem[r.IdempotencyKey] = r.ID
@@ -110,7 +160,8 @@ func (s *memStore) Update(recs ...*Record) {
 			}
 			continue
 		}
-		s.putLocked(r)
+		k, num := hexKey(r.ID)
+		s.putLocked(r, k, num)
 	}
 }
 
@@ -124,11 +175,12 @@ func (s *memStore) Get(ctx context.Context, id string) (*Record, error) {
 	if s.closed {
 		return nil, ErrClosed
 	}
-	r, ok := s.recs[id]
-	if !ok {
+	k, num := hexKey(id)
+	e := s.ents.find(id, k, num)
+	if e == nil {
 		return nil, fmt.Errorf("store: task %q: %w", id, ErrNotFound)
 	}
-	return r.clone(), nil
+	return e.rec.clone(), nil
 }
 
 // List implements Store.
@@ -174,22 +226,38 @@ func (s *memStore) scan(ctx context.Context, want []State, after string, limit i
 	if s.closed {
 		return nil, ErrClosed
 	}
-	var ids []string
+	recs := make([]*Record, 0, min(limit, scanChunk))
+	sources := 0 // how many sorted sequences recs holds
+	numFrom, numOK := ceilHex(after)
+	strFrom := after + "\x00" // the least string above after
 	for _, st := range want {
-		ids = s.byState[st.index()].ascend(after, limit, ids)
+		i := st.index()
+		if numOK {
+			n := 0
+			s.numState[i].ascend(numFrom, func(k uint64) bool {
+				recs = append(recs, s.ents.find("", k, true).rec)
+				n++
+				return n < limit
+			})
+			sources += min(n, 1)
+		}
+		n := 0
+		s.strState[i].ascend(strFrom, func(id string) bool {
+			recs = append(recs, s.ents.find(id, 0, false).rec)
+			n++
+			return n < limit
+		})
+		sources += min(n, 1)
 	}
-	if len(want) > 1 {
-		slices.Sort(ids)
-		ids = slices.Compact(ids)
+	if sources > 1 {
+		slices.SortFunc(recs, func(a, b *Record) int { return strings.Compare(a.ID, b.ID) })
+		recs = slices.CompactFunc(recs, func(a, b *Record) bool { return a.ID == b.ID })
 	}
-	if len(ids) > limit {
-		ids = ids[:limit]
+	recs = recs[:min(len(recs), limit)]
+	for i, r := range recs {
+		recs[i] = r.clone()
 	}
-	out := make([]*Record, len(ids))
-	for i, id := range ids {
-		out[i] = s.recs[id].clone()
-	}
-	return out, nil
+	return recs, nil
 }
 
 // Flush implements Store: nothing is pending in memory, but it reports
@@ -217,7 +285,8 @@ func (s *memStore) Close() error {
 		close(s.stop)
 		s.wg.Wait()
 		s.mu.Lock()
-		s.recs, s.idem, s.byState, s.expiry = nil, nil, [numStates]idSet{}, nil
+		s.ents, s.idem, s.expiry = entryIndex{}, nil, nil
+		s.numState, s.strState = [numStates]sortedSet[uint64]{}, [numStates]sortedSet[string]{}
 		s.mu.Unlock()
 	})
 	return nil
@@ -262,13 +331,18 @@ func (s *memStore) expireBatch(cutoff int64) int {
 	defer s.mu.Unlock()
 	n := 0
 	for ; n < janitorBatch && len(s.expiry) > 0 && s.expiry[0].at < cutoff; n++ {
-		e := heap.Pop(&s.expiry).(expiryEntry)
-		r, ok := s.recs[e.id]
-		if !ok || !r.State.Terminal() || unixNano(r.FinishedAt) != e.at {
+		e := s.expiry.pop()
+		k, num := hexKey(e.id)
+		ent := s.ents.find(e.id, k, num)
+		if ent == nil {
 			continue
 		}
-		delete(s.recs, e.id)
-		s.byState[r.State.index()].remove(e.id)
+		r := ent.rec
+		if !r.State.Terminal() || unixNano(r.FinishedAt) != e.at {
+			continue
+		}
+		s.stateSet(ent.state, e.id, k, num, false)
+		s.ents.remove(e.id, k, num)
 		if r.IdempotencyKey != "" && s.idem[r.IdempotencyKey] == e.id {
 			delete(s.idem, r.IdempotencyKey)
 		}
