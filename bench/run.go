@@ -69,9 +69,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", "bench/results", "directory of the report")
 	root := fs.String("root", ".", "the module root (for the profiling build)")
 	profile := fs.Bool("profile", true, "capture CPU and memory profiles when throughput or memory is far off its aim")
+	readme := fs.String("readme", "README.md", "after a full run, rewrite this file's performance table (empty: leave it)")
 	keep := fs.Bool("keep", false, "keep each master's log in its temporary directory (printed at its stop)")
+	readmeFrom := fs.String("readme-from", "", "rewrite the README's table from this report's .json and run nothing")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *readmeFrom != "" {
+		if err := readmeFromJSON(*readmeFrom, *readme); err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	chosen := scenarios()
 	if *which != "" {
@@ -138,6 +147,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
 		return 1
+	}
+	if *which == "" && *readme != "" && ctx.Err() == nil {
+		if err := rep.updateReadme(*readme, md); err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			return 1
+		}
 	}
 	fmt.Fprint(stdout, rep.table())
 	fmt.Fprintf(stdout, "\nreport: %s, %s (%.0f s)\n", md, js, rep.Seconds)
