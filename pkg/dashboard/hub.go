@@ -147,15 +147,27 @@ func (h *Hub) Run(ctx context.Context) error {
 	t := time.NewTicker(h.cfg.Interval)
 	defer t.Stop()
 	h.tick(time.Now())
+	skipped := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case now := <-t.C:
+			// With nobody watching, sample one tick in idleEvery: the
+			// latest frame a new client gets at once stays fresh, and an
+			// idle master does not encode frames for no one.
+			if skipped < idleEvery-1 && h.Clients() == 0 {
+				skipped++
+				continue
+			}
+			skipped = 0
 			h.tick(now)
 		}
 	}
 }
+
+// idleEvery: without clients the hub samples one tick in this many.
+const idleEvery = 10
 
 // tick samples, encodes once and offers the same bytes to every client.
 func (h *Hub) tick(now time.Time) {
