@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -22,12 +21,29 @@ func (g *idGen) next(n int) []string {
 	if now <= g.last {
 		now = g.last + 1
 	}
+	g.last = now + uint64(n) - 1
+	// One buffer for the whole batch, sliced into strings: one allocation
+	// instead of one per id.
+	const width = 16
+	buf := make([]byte, n*width)
+	for i := range n {
+		putHex(buf[i*width:(i+1)*width], now+uint64(i))
+	}
+	all := string(buf)
 	out := make([]string, n)
 	for i := range out {
-		out[i] = fmt.Sprintf("%016x", now+uint64(i))
+		out[i] = all[i*width : (i+1)*width]
 	}
-	g.last = now + uint64(n) - 1
 	return out
+}
+
+// putHex writes v as len(dst) lowercase hex digits, zero-padded.
+func putHex(dst []byte, v uint64) {
+	const digits = "0123456789abcdef"
+	for i := len(dst) - 1; i >= 0; i-- {
+		dst[i] = digits[v&0xf]
+		v >>= 4
+	}
 }
 
 // observe moves the generator past an id seen in the store.
