@@ -262,11 +262,11 @@ func (m *master) start() error {
 			return err
 		}
 	}
-	storeDesc := cfg.Store
+	storeDesc := cfg.Store + " store"
 	if cfg.Store == config.StoreBolt {
 		storeDesc += " at " + filepath.Join(cfg.DataDir, "atomicflow.db")
 	}
-	fmt.Fprintf(m.stdout, "atomicflow master listening on http://%s (%d workers, %s store, pid %d)\n",
+	fmt.Fprintf(m.stdout, "atomicflow master listening on http://%s (%d workers, %s, pid %d)\n",
 		ln.Addr(), cfg.Workers, storeDesc, os.Getpid())
 	m.log.Info("master ready", "listen", ln.Addr().String(), "workers", cfg.Workers, "store", storeDesc,
 		"shm", m.region.Path(), "run_dir", cfg.RunDir)
