@@ -38,10 +38,12 @@ type boltStore struct {
 	mu         sync.Mutex
 	closed     bool
 	creates    []*createReq
-	pending    map[string]*pendingUpdate // Updates the committer has not taken yet
-	committing map[string]*pendingUpdate // Updates in the transaction being committed
+	pending    map[string]pendingUpdate // Updates the committer has not taken yet
+	committing map[string]pendingUpdate // Updates in the transaction being committed
 	flushes    []chan error
 	invalid    error // the first invalid Update since the last Flush
+
+	known knownStates // the committer's own
 
 	closeOnce sync.Once
 	closeErr  error
@@ -108,7 +110,8 @@ func OpenBolt(path string, opt *Options) (Store, error) {
 		opt:     o,
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
-		pending: make(map[string]*pendingUpdate),
+		pending: make(map[string]pendingUpdate),
+		known:   make(knownStates),
 	}
 	s.wg.Add(1)
 	go s.commitLoop()
@@ -187,6 +190,17 @@ func ensureBuckets(db *bolt.DB) error {
 type buckets struct {
 	tasks, idem, expiry *bolt.Bucket
 	state               [numStates]*bolt.Bucket
+
+	// Kept by put for the life of a write transaction: Bucket.Get and
+	// Bucket.Delete allocate a cursor and grow its stack on every call,
+	// while Seek on a kept cursor reuses both (see seekCursor).
+	stateCur            [numStates]*bolt.Cursor
+	tasksCur, expiryCur *bolt.Cursor
+	key                 []byte // scratch for keys bbolt copies or only reads
+	// Expiry keys put has yet to write (see flushExpiry): keys[i] is
+	// expKeys[expEnds[i-1]:expEnds[i]].
+	expKeys []byte
+	expEnds []int
 }
 
 // openBuckets looks up the store's buckets in tx.

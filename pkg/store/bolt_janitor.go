@@ -12,9 +12,13 @@ import (
 // expiryKey is the key of the expiry index: the finish time as 8 bytes that
 // sort like the signed number, then the ID.
 func expiryKey(finished int64, id []byte) []byte {
-	k := make([]byte, 8, 8+len(id))
-	binary.BigEndian.PutUint64(k, uint64(finished)^(1<<63))
-	return append(k, id...)
+	return appendExpiryKey(make([]byte, 0, 8+len(id)), finished, string(id))
+}
+
+// appendExpiryKey appends the expiry key of (finished, id) to b.
+func appendExpiryKey(b []byte, finished int64, id string) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(finished)^(1<<63))
+	return append(b, id...)
 }
 
 // parseExpiryKey is the inverse of expiryKey.

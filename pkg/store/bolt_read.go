@@ -9,13 +9,14 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// overlayLocked returns the pending Update of id, or nil. s.mu must be held.
-func (s *boltStore) overlayLocked(id string) *pendingUpdate {
+// overlayLocked returns the record of the pending Update of id, or nil.
+// s.mu must be held.
+func (s *boltStore) overlayLocked(id string) *Record {
 	if u, ok := s.pending[id]; ok {
-		return u
+		return u.rec
 	}
 	if u, ok := s.committing[id]; ok {
-		return u
+		return u.rec
 	}
 	return nil
 }
@@ -33,7 +34,7 @@ func (s *boltStore) Get(ctx context.Context, id string) (*Record, error) {
 	u := s.overlayLocked(id)
 	s.mu.Unlock()
 	if u != nil {
-		return u.rec.clone(), nil
+		return u.clone(), nil
 	}
 	// The overlay is read before the transaction begins: an Update missing
 	// from it has already committed, so the transaction sees it.
@@ -109,7 +110,7 @@ func (s *boltStore) scan(ctx context.Context, want []State, after string, limit 
 	// stale. over holds those of them that are in a wanted state.
 	shadow := make(map[string]struct{})
 	var over []*Record
-	for _, m := range []map[string]*pendingUpdate{s.pending, s.committing} {
+	for _, m := range []map[string]pendingUpdate{s.pending, s.committing} {
 		for id, u := range m {
 			if id <= after {
 				continue

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -56,7 +58,7 @@ func (s *boltStore) Create(ctx context.Context, recs []*Record) ([]CreateResult,
 
 // Update implements Store.
 func (s *boltStore) Update(recs ...*Record) {
-	ups := make([]*pendingUpdate, 0, len(recs))
+	ups := make([]pendingUpdate, 0, len(recs))
 	var bad error
 	for _, r := range recs {
 		err := validate(r)
@@ -70,7 +72,7 @@ func (s *boltStore) Update(recs ...*Record) {
 			}
 			continue
 		}
-		ups = append(ups, &pendingUpdate{rec: r, enc: enc})
+		ups = append(ups, pendingUpdate{rec: r, enc: enc})
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -131,7 +133,7 @@ const commitRetryDelay = 100 * time.Millisecond
 // batch is everything one transaction of the committer writes.
 type batch struct {
 	creates []*createReq
-	updates map[string]*pendingUpdate
+	updates map[string]pendingUpdate
 	flushes []chan error
 }
 
@@ -187,7 +189,8 @@ func (s *boltStore) take() *batch {
 	if len(s.pending) > 0 {
 		b.updates = s.pending
 		s.committing = s.pending
-		s.pending = make(map[string]*pendingUpdate)
+		// Sized like the last batch: under load it fills as fast again.
+		s.pending = make(map[string]pendingUpdate, len(b.updates))
 	}
 	return b
 }
@@ -196,9 +199,16 @@ func (s *boltStore) take() *batch {
 // failure the Creates and Flushes of b get the error and its Updates go
 // back to pending unless a newer Update of the same ID is there.
 func (s *boltStore) commit(b *batch) error {
-	var err error
+	var (
+		err     error
+		changes []stateChange
+	)
 	if len(b.creates) > 0 || len(b.updates) > 0 {
-		err = dbErr(s.db.Update(func(tx *bolt.Tx) error { return apply(tx, b) }))
+		err = dbErr(s.db.Update(func(tx *bolt.Tx) error {
+			var err error
+			changes, err = apply(tx, b, s.known)
+			return err
+		}))
 	}
 	s.mu.Lock()
 	if err != nil {
@@ -216,6 +226,11 @@ func (s *boltStore) commit(b *batch) error {
 	for _, f := range b.flushes {
 		f <- err
 	}
+	if err == nil {
+		// After the wake-ups, which need not wait for it; the next
+		// transaction (this goroutine's) will.
+		s.known.learn(changes)
+	}
 	return err
 }
 
@@ -225,7 +240,7 @@ func (s *boltStore) commit(b *batch) error {
 func (s *boltStore) failPending(err error) {
 	s.mu.Lock()
 	creates, flushes, lost := s.creates, s.flushes, len(s.pending)
-	s.creates, s.flushes, s.pending = nil, nil, make(map[string]*pendingUpdate)
+	s.creates, s.flushes, s.pending = nil, nil, make(map[string]pendingUpdate)
 	s.mu.Unlock()
 	for _, c := range creates {
 		c.done <- err
@@ -236,81 +251,147 @@ func (s *boltStore) failPending(err error) {
 	s.finalErr = fmt.Errorf("store: final commit of %s failed, %d updates lost: %w", s.path, lost, err)
 }
 
-// apply writes a batch: Creates in queue order (so idempotency keys resolve
-// against the file and everything earlier in the batch), then Updates by
-// ascending ID.
-func apply(tx *bolt.Tx, b *batch) error {
+// apply writes a batch: Creates resolve their idempotency keys in queue
+// order (against the file and everything earlier in the batch), then the
+// new records are written by ascending ID, then the Updates by ascending
+// ID.
+//
+// Why sorted: bbolt splits nodes only at commit, so within a transaction
+// the node that receives a run of new IDs grows to tens of thousands of
+// entries, and every insert in front of them shifts the whole node (a
+// memmove of megabytes per record when concurrent submitters' batches
+// arrive out of ID order). In ascending order each insert lands at the
+// end of the node it goes to.
+func apply(tx *bolt.Tx, b *batch, known knownStates) ([]stateChange, error) {
 	bk, err := openBuckets(tx)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var (
+		puts    []createPut
+		claimed map[string]string // idempotency key new in this batch -> its ID
+	)
 	for _, c := range b.creates {
 		for i, r := range c.recs {
-			var key []byte
 			if r.IdempotencyKey != "" {
-				key = []byte(r.IdempotencyKey)
-				if id := bk.idem.Get(key); id != nil {
+				if id, dup := claimed[r.IdempotencyKey]; dup {
+					c.res[i] = CreateResult{ID: id, Existing: true}
+					continue
+				}
+				if id := bk.idem.Get([]byte(r.IdempotencyKey)); id != nil {
 					c.res[i] = CreateResult{ID: string(id), Existing: true}
 					continue
 				}
-			}
-			if err := bk.put(r, c.enc[i], false); err != nil {
-				return err
-			}
-			if key != nil {
-				if err := bk.idem.Put(key, []byte(r.ID)); err != nil {
-					return fmt.Errorf("task %q: idempotency key: %w", r.ID, err)
+				if claimed == nil {
+					claimed = make(map[string]string)
 				}
+				claimed[r.IdempotencyKey] = r.ID
 			}
+			puts = append(puts, createPut{rec: r, enc: c.enc[i]})
 			c.res[i] = CreateResult{ID: r.ID}
 		}
 	}
-	ids := make([]string, 0, len(b.updates))
-	for id := range b.updates {
-		ids = append(ids, id)
+	// Stable: of two Creates of one ID the later one is written last and
+	// wins, as in queue order.
+	slices.SortStableFunc(puts, func(a, b createPut) int { return cmp.Compare(a.rec.ID, b.rec.ID) })
+	changes := make([]stateChange, 0, len(puts)+len(b.updates))
+	// IDs above the largest stored one are new: no need to look for an
+	// old version (the engine's IDs ascend, so this is the usual case).
+	var last []byte
+	if len(puts) > 0 {
+		last, _ = bk.tasks.Cursor().Last()
+		last = bytes.Clone(last) // a Put may move the page it lies on
 	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		u := b.updates[id]
-		if err := bk.put(u.rec, u.enc, true); err != nil {
-			return err
+	for i, p := range puts {
+		old := oldAbsent
+		switch {
+		case i > 0 && puts[i-1].rec.ID == p.rec.ID:
+			// Created twice in this batch: known predates it.
+			old = oldUnknown
+		case last != nil && p.rec.ID <= string(last):
+			old = known.lookup(p.rec.ID)
+		}
+		if err := bk.put(p.rec, p.enc, false, old); err != nil {
+			return nil, err
+		}
+		if old == oldAbsent {
+			last = []byte(p.rec.ID)
+		}
+		changes = append(changes, stateChange{p.rec.ID, int8(p.rec.State.index())})
+	}
+	if len(claimed) > 0 {
+		keyed := make([]*Record, 0, len(claimed))
+		for _, p := range puts {
+			if p.rec.IdempotencyKey != "" {
+				keyed = append(keyed, p.rec)
+			}
+		}
+		slices.SortFunc(keyed, func(a, b *Record) int { return cmp.Compare(a.IdempotencyKey, b.IdempotencyKey) })
+		for _, r := range keyed {
+			if err := bk.idem.Put([]byte(r.IdempotencyKey), []byte(r.ID)); err != nil {
+				return nil, fmt.Errorf("task %q: idempotency key: %w", r.ID, err)
+			}
 		}
 	}
-	return nil
+	// Sorted as values: looking each ID up in the map again costs more.
+	ups := make([]pendingUpdate, 0, len(b.updates))
+	for _, u := range b.updates {
+		ups = append(ups, u)
+	}
+	slices.SortFunc(ups, func(a, b pendingUpdate) int { return cmp.Compare(a.rec.ID, b.rec.ID) })
+	j := 0 // puts[:j] have IDs below u's
+	for _, u := range ups {
+		old := known.lookup(u.rec.ID)
+		for j < len(puts) && puts[j].rec.ID < u.rec.ID {
+			j++
+		}
+		if j < len(puts) && puts[j].rec.ID == u.rec.ID {
+			old = oldUnknown // created in this batch: known predates it
+		}
+		if err := bk.put(u.rec, u.enc, true, old); err != nil {
+			return nil, err
+		}
+		changes = append(changes, stateChange{u.rec.ID, int8(u.rec.State.index())})
+	}
+	if err := bk.flushExpiry(); err != nil {
+		return nil, err
+	}
+	return changes, nil
 }
 
-// put stores r (encoded as enc) and moves its ID between the indexes. With
-// healIdem it also registers r's idempotency key if the key is unknown: a
-// record the janitor removed while an Update of it was pending comes back
-// whole.
-func (bk *buckets) put(r *Record, enc []byte, healIdem bool) error {
-	id := []byte(r.ID)
+// createPut is a new record of a batch, with its encoding.
+type createPut struct {
+	rec *Record
+	enc []byte
+}
+
+// put stores r (encoded as enc) and moves its ID between the indexes. old
+// is what the caller knows of the stored version: oldUnknown (read it),
+// oldAbsent (there is none), or the index of its state, which is not
+// terminal (so it has no expiry entry). With healIdem it also registers
+// r's idempotency key if the key is unknown: a record the janitor removed
+// while an Update of it was pending comes back whole.
+//
+// Keys go through bk.key: bbolt copies the key of a Put and only reads
+// that of a Get or Delete (values it keeps, so those are never scratch).
+func (bk *buckets) put(r *Record, enc []byte, healIdem bool, old int8) error {
+	id := append(bk.key[:0], r.ID...)
+	bk.key = id
 	newState := r.State.index()
 	newFinished := unixNano(r.FinishedAt)
 	keepIndex, keepExpiry := false, false
-	if old := bk.tasks.Get(id); old != nil {
-		m, err := peekRecord(old)
-		if err != nil {
-			// Unreadable old version: clear the ID from every state
-			// index; a stale expiry entry is skipped by the janitor.
-			for _, sb := range bk.state {
-				if err := sb.Delete(id); err != nil {
-					return fmt.Errorf("task %q: %w", r.ID, err)
-				}
+	switch {
+	case old >= 0:
+		keepIndex = int(old) == newState
+		if !keepIndex {
+			if err := cursorDelete(bk.cursor(&bk.stateCur[old], bk.state[old]), id); err != nil {
+				return fmt.Errorf("task %q: %w", r.ID, err)
 			}
-		} else {
-			keepIndex = m.state == r.State
-			keepExpiry = keepIndex && m.finishedAt == newFinished
-			if !keepIndex {
-				if err := bk.state[m.state.index()].Delete(id); err != nil {
-					return fmt.Errorf("task %q: %w", r.ID, err)
-				}
-			}
-			if m.state.Terminal() && !keepExpiry {
-				if err := bk.expiry.Delete(expiryKey(m.finishedAt, id)); err != nil {
-					return fmt.Errorf("task %q: %w", r.ID, err)
-				}
-			}
+		}
+	case old == oldAbsent:
+	default:
+		if err := bk.dropOld(r, id, newFinished, &keepIndex, &keepExpiry); err != nil {
+			return err
 		}
 	}
 	if err := bk.tasks.Put(id, enc); err != nil {
@@ -321,18 +402,184 @@ func (bk *buckets) put(r *Record, enc []byte, healIdem bool) error {
 			return fmt.Errorf("task %q: %w", r.ID, err)
 		}
 	}
-	if r.State.Terminal() && !keepExpiry {
-		if err := bk.expiry.Put(expiryKey(newFinished, id), []byte{}); err != nil {
-			return fmt.Errorf("task %q: %w", r.ID, err)
-		}
-	}
 	if healIdem && r.IdempotencyKey != "" {
 		k := []byte(r.IdempotencyKey)
 		if bk.idem.Get(k) == nil {
-			if err := bk.idem.Put(k, id); err != nil {
+			if err := bk.idem.Put(k, []byte(r.ID)); err != nil {
 				return fmt.Errorf("task %q: idempotency key: %w", r.ID, err)
 			}
 		}
 	}
+	if r.State.Terminal() && !keepExpiry {
+		bk.expKeys = appendExpiryKey(bk.expKeys, newFinished, r.ID)
+		bk.expEnds = append(bk.expEnds, len(bk.expKeys))
+	}
 	return nil
+}
+
+// flushExpiry writes the expiry keys put collected, in key order. put
+// visits records by ID, but expiry keys sort by finish time first: put
+// straight away, a transaction's thousands of new keys (all later than
+// any stored one, so all in the last node, which bbolt splits only at
+// commit) would each be inserted in the middle of that ever larger node,
+// a memmove of the whole tail per key.
+func (bk *buckets) flushExpiry() error {
+	if len(bk.expEnds) == 0 {
+		return nil
+	}
+	keys := make([][]byte, len(bk.expEnds))
+	start := 0
+	for i, end := range bk.expEnds {
+		keys[i] = bk.expKeys[start:end:end]
+		start = end
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	for _, k := range keys {
+		if err := bk.expiry.Put(k, []byte{}); err != nil { // bbolt copies k
+			return fmt.Errorf("expiry index: %w", err)
+		}
+	}
+	bk.expKeys, bk.expEnds = bk.expKeys[:0], bk.expEnds[:0]
+	return nil
+}
+
+// cursor returns *c, first making it a cursor of b.
+func (bk *buckets) cursor(c **bolt.Cursor, b *bolt.Bucket) *bolt.Cursor {
+	if *c == nil {
+		*c = b.Cursor()
+	}
+	return *c
+}
+
+// cursorGet is Bucket.Get of key through the kept cursor c (of a bucket
+// that holds no nested buckets).
+func cursorGet(c *bolt.Cursor, key []byte) []byte {
+	if k, v := c.Seek(key); bytes.Equal(k, key) {
+		return v
+	}
+	return nil
+}
+
+// cursorDelete is Bucket.Delete of key through the kept cursor c: Seek
+// repositions it from the root, so earlier writes cannot have left it
+// stale.
+func cursorDelete(c *bolt.Cursor, key []byte) error {
+	if k, _ := c.Seek(key); bytes.Equal(k, key) {
+		return c.Delete()
+	}
+	return nil
+}
+
+// dropOld reads the stored version of r, if any, and removes its index
+// entries that r does not keep. id is r.ID; it may alias bk.key.
+func (bk *buckets) dropOld(r *Record, id []byte, newFinished int64, keepIndex, keepExpiry *bool) error {
+	old := cursorGet(bk.cursor(&bk.tasksCur, bk.tasks), id)
+	if old == nil {
+		return nil
+	}
+	m, err := peekRecord(old)
+	if err != nil {
+		// Unreadable old version: clear the ID from every state
+		// index; a stale expiry entry is skipped by the janitor.
+		for i := range bk.state {
+			if err := cursorDelete(bk.cursor(&bk.stateCur[i], bk.state[i]), id); err != nil {
+				return fmt.Errorf("task %q: %w", r.ID, err)
+			}
+		}
+		return nil
+	}
+	*keepIndex = m.state == r.State
+	*keepExpiry = *keepIndex && m.finishedAt == newFinished
+	if !*keepIndex {
+		i := m.state.index()
+		if err := cursorDelete(bk.cursor(&bk.stateCur[i], bk.state[i]), id); err != nil {
+			return fmt.Errorf("task %q: %w", r.ID, err)
+		}
+	}
+	if m.state.Terminal() && !*keepExpiry {
+		// The key may be among those not yet written (one ID put twice in
+		// a transaction): write them first so that it is removed.
+		if err := bk.flushExpiry(); err != nil {
+			return err
+		}
+		if err := cursorDelete(bk.cursor(&bk.expiryCur, bk.expiry), expiryKey(m.finishedAt, id)); err != nil {
+			return fmt.Errorf("task %q: %w", r.ID, err)
+		}
+	}
+	return nil
+}
+
+// What put knows of a stored version besides its state index.
+const (
+	oldUnknown int8 = -1
+	oldAbsent  int8 = -2
+)
+
+// knownStates remembers, for records this process committed in a state
+// that is not terminal, that state: the committer then moves their index
+// entries without reading the old record first (a B-tree search per
+// Update, and the most common write). Only the committer touches it, and
+// only with what a transaction that committed wrote, so it never
+// disagrees with the file; the janitor removes terminal records only. An
+// ID it does not hold is read from the file as before.
+//
+// It is keyed by the number an engine ID (16 lowercase hex digits)
+// spells: a map without pointers costs the garbage collector nothing and
+// hashes faster. Other IDs are not remembered.
+type knownStates map[uint64]int8
+
+// maxKnownStates bounds knownStates (about 20 bytes an entry, so 20 MiB
+// at most); past it, new records are simply looked up in the file.
+const maxKnownStates = 1 << 20
+
+// stateChange is the state a committed record was written in.
+type stateChange struct {
+	id    string
+	state int8
+}
+
+// hexID is the number the engine ID id spells, if it is one.
+func hexID(id string) (uint64, bool) {
+	if len(id) != 16 {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < 16; i++ {
+		c := id[i]
+		switch {
+		case '0' <= c && c <= '9':
+			n = n<<4 | uint64(c-'0')
+		case 'a' <= c && c <= 'f':
+			n = n<<4 | uint64(c-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return n, true
+}
+
+// lookup returns the state index of the stored version of id, or
+// oldUnknown.
+func (k knownStates) lookup(id string) int8 {
+	if n, ok := hexID(id); ok {
+		if st, ok := k[n]; ok {
+			return st
+		}
+	}
+	return oldUnknown
+}
+
+// learn records the states a committed transaction wrote.
+func (k knownStates) learn(changes []stateChange) {
+	for _, c := range changes {
+		n, ok := hexID(c.id)
+		if !ok {
+			continue
+		}
+		if allStates()[c.state].Terminal() {
+			delete(k, n)
+		} else if _, ok := k[n]; ok || len(k) < maxKnownStates {
+			k[n] = c.state
+		}
+	}
 }
