@@ -281,12 +281,7 @@ func (p *fastParser) task(t *fastTaskReq) bool {
 	if !p.ch('{') {
 		return false
 	}
-	p.ws()
-	if p.ch('}') {
-		return true
-	}
-	for {
-		p.ws()
+	return p.members('}', func() bool {
 		name, ok := p.plainString()
 		if !ok || !p.colon() {
 			return false
@@ -331,8 +326,24 @@ func (p *fastParser) task(t *fastTaskReq) bool {
 		default:
 			return false
 		}
+		return true
+	})
+}
+
+// members parses the rest of an object or array whose opening bracket was
+// just read: elements read by elem, comma separated, up to close.
+func (p *fastParser) members(close byte, elem func() bool) bool {
+	p.ws()
+	if p.ch(close) {
+		return true
+	}
+	for {
 		p.ws()
-		if p.ch('}') {
+		if !elem() {
+			return false
+		}
+		p.ws()
+		if p.ch(close) {
 			return true
 		}
 		if !p.ch(',') {
@@ -445,46 +456,16 @@ func (p *fastParser) value(depth int) bool {
 	switch c := p.b[p.i]; {
 	case c == '{':
 		p.i++
-		p.ws()
-		if p.ch('}') {
-			return true
-		}
-		for {
-			p.ws()
+		return p.members('}', func() bool {
 			if !p.jsonString() || !p.colon() {
 				return false
 			}
 			p.ws()
-			if !p.value(depth + 1) {
-				return false
-			}
-			p.ws()
-			if p.ch('}') {
-				return true
-			}
-			if !p.ch(',') {
-				return false
-			}
-		}
+			return p.value(depth + 1)
+		})
 	case c == '[':
 		p.i++
-		p.ws()
-		if p.ch(']') {
-			return true
-		}
-		for {
-			p.ws()
-			if !p.value(depth + 1) {
-				return false
-			}
-			p.ws()
-			if p.ch(']') {
-				return true
-			}
-			if !p.ch(',') {
-				return false
-			}
-		}
+		return p.members(']', func() bool { return p.value(depth + 1) })
 	case c == '"':
 		return p.jsonString()
 	case c == '-' || '0' <= c && c <= '9':
