@@ -107,7 +107,6 @@ func runConcurrency(ctx context.Context, env *benchEnv, o *outcome) error {
 	cancel()
 	<-loadDone
 	inflight := workersInFlight(m)
-	masterInflight := m.Counter(shm.InFlight)
 	if why == "reached" {
 		o.note("1,000,000 sleep tasks in flight on the workers %.2f s after the first submit (%s tasks/s submitted and dispatched)",
 			reached.Sub(start).Seconds(), group(float64(concurrencyTarget)/reached.Sub(start).Seconds()))
@@ -121,7 +120,7 @@ func runConcurrency(ctx context.Context, env *benchEnv, o *outcome) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	inflight = workersInFlight(m)
-	masterInflight = m.Counter(shm.InFlight)
+	masterInflight := m.Counter(shm.InFlight)
 	o.note("after the load stopped: %s in flight on the workers, %s in the master's in_flight counter (settled in %.2f s)",
 		group(float64(inflight)), group(float64(masterInflight)), time.Since(settle).Seconds())
 	if inflight < masterInflight {
