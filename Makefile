@@ -34,10 +34,11 @@ proto:
 	  --go-grpc_out=. --go-grpc_opt=paths=source_relative \
 	  proto/atomicflow/v1/*.proto
 
-## lint: gofmt and go vet
+## lint: gofmt, go vet and staticcheck (pinned)
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
 ## bench: the benchmark harness (SCENARIO=name runs one)
 bench: build
